@@ -1,0 +1,339 @@
+/*
+ * heap_internal.h - the mm heap's shared-memory layout and the helpers that
+ * every heap file uses: chunk access, size classes, free lists, locking.
+ *
+ * Memory of a heap:
+ *
+ *   base                                   regions (chunk offsets from base)
+ *   | struct mm__header | chunk | chunk | ... | end sentinel | ... more regions
+ *
+ * A chunk is { prev_size, size } (mmsize_t each: the whole per-allocation
+ * overhead) followed by its payload.  size counts the header; its low bit
+ * says the chunk is allocated.  A free chunk keeps its free-list links (next,
+ * prev: offsets from base, 0 = none) at the start of its payload.  Each
+ * region ends with a header-only sentinel chunk marked allocated, so that no
+ * chunk ever coalesces past the end; the first chunk of a region has
+ * prev_size 0.
+ *
+ * Crash safety rests on one rule: at every instruction the chain of chunks,
+ * walked forward by size from a region's start, reaches the region's
+ * sentinel.  Every operation changes the chain by one store of a size field,
+ * after preparing what that store makes visible.  prev_size fields and the
+ * free lists may lag behind; recovery (heap_recover.c) rebuilds them from the
+ * chain.
+ *
+ * Everything read from the heap is untrusted: offsets are checked against
+ * the handle's limit (the size of this process's mapping) before use.
+ */
+#ifndef MM_HEAP_INTERNAL_H
+#define MM_HEAP_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "mm/mm.h"
+#include "mm_port.h"
+
+/* ---- Model ----------------------------------------------------------- */
+
+#if MM_CONFIG_SMALL
+typedef uint16_t mmsize_t;
+#define MM__ALIGN_LOG2 2u
+#define MM__SL_LOG2    4u
+#define MM__MAX_CHUNK  0xfffcu
+#else
+typedef uint32_t mmsize_t;
+#define MM__ALIGN_LOG2 3u
+#define MM__SL_LOG2    5u
+#define MM__MAX_CHUNK  0xfffffff8u
+#endif
+
+#define MM__ALIGN     (1u << MM__ALIGN_LOG2)
+#define MM__HDR       ((mmsize_t)(2u * sizeof(mmsize_t)))
+#define MM__MINCHUNK  ((mmsize_t)(4u * sizeof(mmsize_t)))
+#define MM__ALLOC_BIT ((mmsize_t)1u)
+#define MM__SIZE_MASK ((mmsize_t) ~(mmsize_t)(MM__ALIGN - 1u))
+
+_Static_assert(MM__ALIGN == MM_ALIGN, "mm.h and the heap must agree on alignment");
+_Static_assert(MM__HDR == MM_OVERHEAD, "mm.h and the heap must agree on overhead");
+
+/* Size classes (TLSF).  Chunks below MM__SMALL_LIMIT sit in first-level
+ * list 0, one class per MM__ALIGN bytes; above, each power of two is split
+ * into MM__SL_COUNT classes. */
+#define MM__SL_COUNT    (1u << MM__SL_LOG2)
+#define MM__FL_SHIFT    (MM__SL_LOG2 + MM__ALIGN_LOG2)
+#define MM__SMALL_LIMIT (1u << MM__FL_SHIFT)
+#define MM__FL_COUNT    (8u * sizeof(mmsize_t) - MM__FL_SHIFT + 1u)
+
+_Static_assert(MM__FL_COUNT <= 32, "first-level bitmap is one 32-bit word");
+_Static_assert(MM__SL_COUNT <= 32, "second-level bitmaps are 32-bit words");
+
+/* ---- Debug records --------------------------------------------------- */
+
+#if MM_CONFIG_DEBUG
+/* Sits between the chunk header and the user's bytes. */
+struct mm__debug_rec {
+    uint32_t owner;   /* pid of the allocating process (host) */
+    uint32_t seq;     /* allocation sequence number within the heap */
+    uint32_t reqsize; /* bytes asked for; the guard follows them */
+    int32_t line;
+    char file[16];
+};
+_Static_assert(sizeof(struct mm__debug_rec) == 32, "debug record layout");
+#define MM__DBG_SIZE   ((mmsize_t)sizeof(struct mm__debug_rec))
+#define MM__GUARD_SIZE 4u
+#else
+#define MM__DBG_SIZE   ((mmsize_t)0)
+#define MM__GUARD_SIZE 0u
+#endif
+
+/* From a chunk's offset to its user pointer's offset, and back. */
+#define MM__USER_OFFSET ((mmsize_t)(MM__HDR + MM__DBG_SIZE))
+
+/* Largest request: the biggest chunk less header, debug record, guard. */
+#define MM__MAX_REQUEST ((size_t)MM__MAX_CHUNK - MM__USER_OFFSET - MM__GUARD_SIZE)
+
+/* ---- The header ------------------------------------------------------ */
+
+#define MM__MAGIC   0x6d6d4850u /* "mmHP" */
+#define MM__VERSION 1u
+
+#define MM__STATE_OK     0u
+#define MM__STATE_BROKEN 1u
+
+struct mm__region {
+    mmsize_t start; /* offset of the first chunk */
+    mmsize_t end;   /* offset of the end sentinel */
+};
+
+struct mm__header {
+    uint32_t magic;
+    uint16_t version;
+    uint8_t size_bytes; /* sizeof(mmsize_t): the model */
+    uint8_t debug;      /* MM_CONFIG_DEBUG: the chunk layout */
+    uint32_t header_size;
+    uint32_t state;    /* MM__STATE_* */
+    uint32_t nregions;
+    uint32_t seq;      /* allocation sequence, for debug records */
+    uint64_t span;     /* bytes from base to the end of the last region */
+    struct mm__region region[MM_CONFIG_REGIONS];
+    struct mm_heap_stats stats;
+    char name[32];
+    mm_port_lock_t lock;
+    uint32_t fl_bitmap;
+    uint32_t sl_bitmap[MM__FL_COUNT];
+    mmsize_t heads[MM__FL_COUNT][MM__SL_COUNT];
+};
+
+/* ---- The process-local handle ---------------------------------------- */
+
+struct mm_heap_s {
+    uint8_t *base;  /* this process's address of the heap */
+    size_t limit;   /* bytes mapped from base: no offset at or past it is read */
+    uint32_t in_use;
+    enum mm_error last_error;
+};
+
+static inline struct mm__header *mm__hdr(const struct mm_heap_s *h)
+{
+    return (struct mm__header *)(void *)h->base;
+}
+
+/* ---- Chunks ---------------------------------------------------------- */
+
+struct mm__chunk {
+    mmsize_t prev_size;
+    mmsize_t size; /* | MM__ALLOC_BIT */
+    /* free chunks only: */
+    mmsize_t next;
+    mmsize_t prev;
+};
+
+static inline struct mm__chunk *mm__chunk(const struct mm_heap_s *h, size_t off)
+{
+    return (struct mm__chunk *)(void *)(h->base + off);
+}
+
+static inline mmsize_t mm__size_of(const struct mm__chunk *c)
+{
+    return (mmsize_t)(c->size & MM__SIZE_MASK);
+}
+
+static inline bool mm__is_alloc(const struct mm__chunk *c)
+{
+    return (c->size & MM__ALLOC_BIT) != 0;
+}
+
+/* An offset at which a whole free chunk (header and links) can be read. */
+static inline bool mm__off_ok(const struct mm_heap_s *h, size_t off)
+{
+    return off >= sizeof(struct mm__header) && (off & (MM__ALIGN - 1u)) == 0 &&
+           off <= h->limit - MM__MINCHUNK;
+}
+
+/* The chunk size that holds a request of size bytes; 0 if none can. */
+static inline mmsize_t mm__chunk_size_for(size_t size)
+{
+    if (size > MM__MAX_REQUEST)
+        return 0;
+    size_t c = (size + MM__USER_OFFSET + MM__GUARD_SIZE + MM__ALIGN - 1u) & ~(size_t)(MM__ALIGN - 1u);
+    return c < MM__MINCHUNK ? MM__MINCHUNK : (mmsize_t)c;
+}
+
+/* ---- Size classes and free lists (heap_lists.h) ------------------------ */
+
+static inline unsigned mm__fls(uint32_t x) /* index of the highest set bit, x != 0 */
+{
+    return 31u - (unsigned)__builtin_clz(x);
+}
+
+static inline unsigned mm__ffs(uint32_t x) /* index of the lowest set bit, x != 0 */
+{
+    return (unsigned)__builtin_ctz(x);
+}
+
+static inline void mm__mapping(mmsize_t size, unsigned *fl, unsigned *sl)
+{
+    if (size < MM__SMALL_LIMIT) {
+        *fl = 0;
+        *sl = (unsigned)size >> MM__ALIGN_LOG2;
+    } else {
+        unsigned f = mm__fls(size);
+        *sl = ((unsigned)size >> (f - MM__SL_LOG2)) & (MM__SL_COUNT - 1u);
+        *fl = f - MM__FL_SHIFT + 1u;
+    }
+}
+
+/* Link a free chunk at the head of its class's list.  The chunk's header
+ * must be written already. */
+static inline void mm__list_insert(const struct mm_heap_s *h, size_t off, mmsize_t size)
+{
+    struct mm__header *hd = mm__hdr(h);
+    unsigned fl, sl;
+    mm__mapping(size, &fl, &sl);
+    mmsize_t head = hd->heads[fl][sl];
+    struct mm__chunk *c = mm__chunk(h, off);
+    c->next = head;
+    c->prev = 0;
+    if (head != 0 && mm__off_ok(h, head))
+        mm__chunk(h, head)->prev = (mmsize_t)off;
+    hd->heads[fl][sl] = (mmsize_t)off;
+    hd->fl_bitmap |= 1u << fl;
+    hd->sl_bitmap[fl] |= 1u << sl;
+}
+
+/* Unlink a free chunk.  false if its links are not what a list member's
+ * links must be (the lists are corrupted: the caller repairs them). */
+static inline bool mm__list_remove(const struct mm_heap_s *h, size_t off, mmsize_t size)
+{
+    struct mm__header *hd = mm__hdr(h);
+    struct mm__chunk *c = mm__chunk(h, off);
+    mmsize_t next = c->next, prev = c->prev;
+    unsigned fl, sl;
+    mm__mapping(size, &fl, &sl);
+    if (MM_UNLIKELY((next != 0 && !mm__off_ok(h, next)) || (prev != 0 && !mm__off_ok(h, prev))))
+        return false;
+    if (prev == 0) {
+        if (MM_UNLIKELY(hd->heads[fl][sl] != off))
+            return false;
+        hd->heads[fl][sl] = next;
+        if (next == 0) {
+            hd->sl_bitmap[fl] &= ~(1u << sl);
+            if (hd->sl_bitmap[fl] == 0)
+                hd->fl_bitmap &= ~(1u << fl);
+        }
+    } else {
+        struct mm__chunk *p = mm__chunk(h, prev);
+        if (MM_UNLIKELY(p->next != off))
+            return false;
+        p->next = next;
+    }
+    if (next != 0)
+        mm__chunk(h, next)->prev = prev;
+    return true;
+}
+
+/* ---- Shared between heap files ------------------------------------------ */
+
+/* Results of the internal operations that may find corrupted lists. */
+#define MM__DONE  0
+#define MM__RETRY 1 /* the lists were found corrupted: repair and run again */
+
+/* Lock the heap; repair after a dead owner; refuse a broken heap.
+ * 0, or -1 with h->last_error set. */
+int mm__enter(struct mm_heap_s *h);
+void mm__leave(struct mm_heap_s *h);
+
+/* Under the lock: take a free chunk of at least csize bytes, mark it
+ * allocated, split off the rest.  Returns its offset, 0 if none, or
+ * MM__RETRY through *retry. */
+size_t mm__alloc_chunk(struct mm_heap_s *h, mmsize_t csize, bool *retry);
+
+/* Under the lock: free the allocated chunk at off (already validated),
+ * coalescing with free neighbours.  MM__DONE or MM__RETRY. */
+int mm__free_chunk(struct mm_heap_s *h, size_t off);
+
+/* Split the allocated chunk at off (of size size) to keep csize bytes,
+ * freeing the tail if it can hold a chunk. */
+void mm__shrink_chunk(struct mm_heap_s *h, size_t off, mmsize_t size, mmsize_t csize);
+
+/* Validation of a user pointer: the chunk's offset, or 0 and what is wrong. */
+#define MM__PTR_OK      0
+#define MM__PTR_FOREIGN 1
+#define MM__PTR_FREED   2
+size_t mm__user_chunk(const struct mm_heap_s *h, const void *mem, int *why);
+
+/* Index of the region that holds chunk offset off, or -1. */
+int mm__region_of(const struct mm_heap_s *h, size_t off);
+
+/* Region bounds, checked against the handle's limit; false if corrupted. */
+bool mm__region_bounds(const struct mm_heap_s *h, unsigned i, size_t *start, size_t *end);
+
+/* Rebuild every free list from the chunk chains (heap_recover.c).  Marks
+ * the heap broken and returns false if a chain is broken. */
+bool mm__rebuild(struct mm_heap_s *h);
+
+/* Report misuse: count it, call the process's callback after unlocking
+ * (the caller passes what to report). */
+void mm__report_misuse(struct mm_heap_s *h, enum mm_misuse what, const void *mem);
+
+/* Debug records (heap_debug.c); no-ops in release builds. */
+#if MM_CONFIG_DEBUG
+void mm__debug_on_alloc(struct mm_heap_s *h, size_t off, size_t reqsize, const char *file,
+                        int line);
+bool mm__debug_on_free(struct mm_heap_s *h, size_t off); /* false: guard overwritten */
+size_t mm__usable_size(const struct mm_heap_s *h, size_t off);
+bool mm__debug_guard_ok(const struct mm_heap_s *h, size_t off);
+#else
+static inline void mm__debug_on_alloc(struct mm_heap_s *h, size_t off, size_t reqsize,
+                                      const char *file, int line)
+{
+    (void)h, (void)off, (void)reqsize, (void)file, (void)line;
+}
+static inline bool mm__debug_on_free(struct mm_heap_s *h, size_t off)
+{
+    (void)h, (void)off;
+    return true;
+}
+static inline size_t mm__usable_size(const struct mm_heap_s *h, size_t off)
+{
+    return (size_t)mm__size_of(mm__chunk(h, off)) - MM__USER_OFFSET;
+}
+static inline bool mm__debug_guard_ok(const struct mm_heap_s *h, size_t off)
+{
+    (void)h, (void)off;
+    return true;
+}
+#endif
+
+/* Test-only crash points inside critical sections. */
+#if MM_CONFIG_CRASH_HOOKS
+void mm__crash_point(int point);
+#define MM__CRASH_POINT(n) mm__crash_point(n)
+#else
+#define MM__CRASH_POINT(n) ((void)0)
+#endif
+
+#endif /* MM_HEAP_INTERNAL_H */

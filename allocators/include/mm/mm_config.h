@@ -1,0 +1,68 @@
+/*
+ * mm_config.h - build-time configuration of the allocators.
+ *
+ * Every knob has a default here; a port or a build system overrides it with
+ * -D or by defining it before this header is included.  The same sources are
+ * built for a Linux host (shared memory between processes) and for
+ * microcontrollers (one block of RAM, maybe no threads), so everything that
+ * differs between those worlds is decided here or in the port layer.
+ */
+#ifndef MM_CONFIG_H
+#define MM_CONFIG_H
+
+#include <stdint.h>
+
+/* Memory model.  The small model keeps 16-bit sizes and offsets: heaps up to
+ * 64 KiB, 4 bytes of overhead and 4-byte alignment per allocation.  The large
+ * model keeps 32-bit ones: heaps up to 4 GiB, 8 bytes and 8-byte alignment.
+ * As in NuttX, a target with 16-bit addresses gets the small model. */
+#ifndef MM_CONFIG_SMALL
+#if UINTPTR_MAX <= 0xffffu
+#define MM_CONFIG_SMALL 1
+#else
+#define MM_CONFIG_SMALL 0
+#endif
+#endif
+
+/* Debug records per allocation (owner, sequence, file:line), free fill and
+ * guard checks.  Changes the shared-memory layout: a debug heap and a release
+ * heap refuse each other in mm_attach. */
+#ifndef MM_CONFIG_DEBUG
+#define MM_CONFIG_DEBUG 0
+#endif
+
+/* Test-only hook points inside critical sections (see mm_set_crash_hook). */
+#ifndef MM_CONFIG_CRASH_HOOKS
+#define MM_CONFIG_CRASH_HOOKS 0
+#endif
+
+/* How many regions one heap may have (mm_initialize's plus mm_addregion's). */
+#ifndef MM_CONFIG_REGIONS
+#define MM_CONFIG_REGIONS 4
+#endif
+
+/* How many heap handles one process may hold at once.  A handle is the
+ * process-local view of a heap: its base address and the size of the
+ * mapping, which shared memory cannot be trusted to tell. */
+#ifndef MM_CONFIG_MAX_HEAPS
+#if UINTPTR_MAX <= 0xffffffffu
+#define MM_CONFIG_MAX_HEAPS 4
+#else
+#define MM_CONFIG_MAX_HEAPS 1024
+#endif
+#endif
+
+/* The same for granule allocators. */
+#ifndef MM_CONFIG_MAX_GRANS
+#define MM_CONFIG_MAX_GRANS 8
+#endif
+
+/* Byte written over freed memory in debug builds, and the guard pattern. */
+#ifndef MM_CONFIG_FREE_FILL
+#define MM_CONFIG_FREE_FILL 0x55u
+#endif
+#ifndef MM_CONFIG_GUARD_FILL
+#define MM_CONFIG_GUARD_FILL 0xfdu
+#endif
+
+#endif /* MM_CONFIG_H */

@@ -1,0 +1,47 @@
+/*
+ * port_app.c - the application-supplied port: forwards to the mm_app_*
+ * functions that the firmware defines (see port_app.h).
+ */
+#include "mm_port.h"
+
+int mm_port_lock_init(mm_port_lock_t *lock)
+{
+    lock->word = 0;
+    return 0;
+}
+
+int mm_port_lock(mm_port_lock_t *lock)
+{
+    mm_app_lock(lock);
+    return MM_PORT_LOCKED;
+}
+
+void mm_port_lock_mark_consistent(mm_port_lock_t *lock)
+{
+    (void)lock;
+}
+
+void mm_port_unlock(mm_port_lock_t *lock)
+{
+    mm_app_unlock(lock);
+}
+
+void mm_port_lock_destroy(mm_port_lock_t *lock)
+{
+    (void)lock;
+}
+
+uint32_t mm_port_owner_id(void)
+{
+    return 0;
+}
+
+int mm_port_wait(uint32_t *word, uint32_t expected, int32_t timeout_ms)
+{
+    return mm_app_wait(word, expected, timeout_ms);
+}
+
+void mm_port_wake(uint32_t *word, uint32_t count)
+{
+    mm_app_wake(word, count);
+}
