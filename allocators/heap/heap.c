@@ -1,2 +1,390 @@
-/* in progress */
+/*
+ * heap.c - malloc and free of the mm heap, and what they share: locking,
+ * validating user pointers, taking a chunk from the free lists and giving
+ * one back.
+ *
+ * Both paths are bounded: malloc looks at the head of its exact size class,
+ * then at the first non-empty class above it through two bitmaps; free
+ * coalesces with at most two neighbours.  Every write that changes the chunk
+ * chain is a single store of a size field made after what it exposes is in
+ * place (see heap_internal.h), so a process killed at any instruction leaves
+ * a chain from which the next locker rebuilds the lists.
+ */
 #include "heap_internal.h"
+
+/* ---- Locking ----------------------------------------------------------- */
+
+int mm__lock(struct mm_heap_s *h)
+{
+    struct mm__header *hd = mm__hdr(h);
+    if (MM_UNLIKELY(h->in_use == 0))
+        return -1;
+    int r = mm_port_lock(&hd->lock);
+    if (MM_UNLIKELY(r != MM_PORT_LOCKED)) {
+        if (r != MM_PORT_LOCKED_OWNER_DIED) {
+            h->last_error = MM_ERR_LOCK;
+            return -1;
+        }
+        /* The owner died mid-operation: the chain is whole (see the rule in
+         * heap_internal.h) but the lists and prev_size fields may not be. */
+        (void)mm__rebuild(h);
+        hd->stats.recoveries++;
+        mm_port_lock_mark_consistent(&hd->lock);
+    }
+    return 0;
+}
+
+int mm__enter(struct mm_heap_s *h)
+{
+    if (MM_UNLIKELY(mm__lock(h) != 0))
+        return -1;
+    if (MM_UNLIKELY(mm__hdr(h)->state != MM__STATE_OK)) {
+        mm__leave(h);
+        h->last_error = MM_ERR_BROKEN;
+        return -1;
+    }
+    return 0;
+}
+
+void mm__leave(struct mm_heap_s *h)
+{
+    mm_port_unlock(&mm__hdr(h)->lock);
+}
+
+/* ---- Regions ------------------------------------------------------------ */
+
+bool mm__region_bounds(const struct mm_heap_s *h, unsigned i, size_t *start, size_t *end)
+{
+    const struct mm__region *r = &mm__hdr(h)->region[i];
+    size_t s = r->start, e = r->end;
+    if (MM_UNLIKELY(s < sizeof(struct mm__header) || e < s || e > h->limit - MM__HDR ||
+                    ((s | e) & (MM__ALIGN - 1u)) != 0))
+        return false;
+    *start = s;
+    *end = e;
+    return true;
+}
+
+int mm__region_of(const struct mm_heap_s *h, size_t off)
+{
+    uint32_t n = mm__hdr(h)->nregions;
+    if (n > MM_CONFIG_REGIONS)
+        n = MM_CONFIG_REGIONS;
+    for (unsigned i = 0; i < n; i++) {
+        size_t s, e;
+        if (mm__region_bounds(h, i, &s, &e) && off >= s && off < e)
+            return (int)i;
+    }
+    return -1;
+}
+
+/* ---- User pointers ------------------------------------------------------ */
+
+size_t mm__user_chunk(const struct mm_heap_s *h, const void *mem, int *why)
+{
+    uintptr_t m = (uintptr_t)mem, b = (uintptr_t)h->base;
+    *why = MM__PTR_FOREIGN;
+    if ((m & (MM__ALIGN - 1u)) != 0 || m < b + MM__USER_OFFSET)
+        return 0;
+    size_t off = (size_t)(m - b) - MM__USER_OFFSET;
+    int r = mm__region_of(h, off);
+    size_t start, end;
+    if (r < 0 || !mm__region_bounds(h, (unsigned)r, &start, &end))
+        return 0;
+
+    const struct mm__chunk *c = mm__chunk(h, off);
+    mmsize_t size = mm__size_of(c);
+    if (size < MM__MINCHUNK || size > end - off)
+        return 0;
+    if (mm__chunk(h, off + size)->prev_size != size)
+        return 0;
+    if (!mm__is_alloc(c)) {
+        /* A chunk header with a plausible size whose allocated bit is
+         * clear: this block was freed (maybe merged into a neighbour). */
+        *why = MM__PTR_FREED;
+        return 0;
+    }
+    mmsize_t prev = c->prev_size;
+    if (prev == 0 ? off != start
+                  : (prev > off - start || mm__size_of(mm__chunk(h, off - prev)) != prev))
+        return 0;
+    *why = MM__PTR_OK;
+    return off;
+}
+
+/* ---- Taking a chunk ----------------------------------------------------- */
+
+/* The first non-empty class at or above (fl, sl), through the bitmaps:
+ * 1 found, 0 none (no memory), -1 a bitmap that points at nothing. */
+static int mm__find_class(const struct mm__header *hd, unsigned *fl, unsigned *sl)
+{
+    uint32_t slmap = hd->sl_bitmap[*fl] & (~0u << *sl);
+    if (slmap == 0) {
+        uint32_t flmap = hd->fl_bitmap & (~0u << *fl) & ~(1u << *fl);
+        if (flmap == 0)
+            return 0;
+        *fl = mm__ffs(flmap);
+        if (MM_UNLIKELY(*fl >= MM__FL_COUNT))
+            return -1;
+        slmap = hd->sl_bitmap[*fl];
+        if (MM_UNLIKELY(slmap == 0))
+            return -1;
+    }
+    *sl = mm__ffs(slmap);
+    return *sl < MM__SL_COUNT ? 1 : -1;
+}
+
+size_t mm__alloc_chunk(struct mm_heap_s *h, mmsize_t csize, bool *retry)
+{
+    struct mm__header *hd = mm__hdr(h);
+    unsigned fl, sl;
+    mm__mapping(csize, &fl, &sl);
+
+    /* Good fit first: the head of csize's own class often fits, and taking
+     * it keeps the heap denser than TLSF's round-up alone. */
+    size_t off = hd->heads[fl][sl];
+    if (off != 0 && (!mm__off_ok(h, off) || mm__size_of(mm__chunk(h, off)) < csize))
+        off = 0;
+    if (off == 0) {
+        if (sl + 1u < MM__SL_COUNT) {
+            sl++;
+        } else {
+            fl++;
+            sl = 0;
+        }
+        if (fl >= MM__FL_COUNT)
+            return 0;
+        int found = mm__find_class(hd, &fl, &sl);
+        if (found <= 0) {
+            *retry = found < 0;
+            return 0;
+        }
+        off = hd->heads[fl][sl];
+        if (MM_UNLIKELY(off == 0 || !mm__off_ok(h, off))) {
+            *retry = true;
+            return 0;
+        }
+    }
+
+    struct mm__chunk *c = mm__chunk(h, off);
+    mmsize_t size = mm__size_of(c);
+    unsigned cfl, csl;
+    mm__mapping(size, &cfl, &csl);
+    if (MM_UNLIKELY(mm__is_alloc(c) || size < csize || size > h->limit - MM__HDR - off ||
+                    cfl != fl || csl != sl)) {
+        *retry = true;
+        return 0;
+    }
+    struct mm__chunk *next = mm__chunk(h, off + size);
+    if (MM_UNLIKELY(next->prev_size != size || !mm__list_remove(h, off, size))) {
+        *retry = true;
+        return 0;
+    }
+    MM__CRASH_POINT(1);
+
+    mmsize_t rest = (mmsize_t)(size - csize);
+    if (rest >= MM__MINCHUNK) {
+        size_t roff = off + csize;
+        struct mm__chunk *r = mm__chunk(h, roff);
+        r->prev_size = csize;
+        r->size = rest;
+        next->prev_size = rest;
+        MM__CRASH_POINT(2);
+        c->size = (mmsize_t)(csize | MM__ALLOC_BIT); /* publishes the split */
+        MM__CRASH_POINT(3);
+        mm__list_insert(h, roff, rest);
+    } else {
+        c->size = (mmsize_t)(size | MM__ALLOC_BIT);
+    }
+    return off;
+}
+
+/* ---- Giving a chunk back ------------------------------------------------ */
+
+int mm__free_chunk(struct mm_heap_s *h, size_t off)
+{
+    struct mm__chunk *c = mm__chunk(h, off);
+    mmsize_t size = mm__size_of(c);
+    size_t noff = off + size;
+    struct mm__chunk *n = mm__chunk(h, noff);
+    mmsize_t nsize = 0, psize = 0;
+
+    /* The sentinel is marked allocated, so a free next chunk is a real one;
+     * its size must keep it inside the mapping. */
+    if (!mm__is_alloc(n)) {
+        nsize = mm__size_of(n);
+        if (MM_UNLIKELY(nsize < MM__MINCHUNK || nsize > h->limit - MM__HDR - noff ||
+                        !mm__list_remove(h, noff, nsize)))
+            return MM__RETRY;
+    }
+    if (c->prev_size != 0 && !mm__is_alloc(mm__chunk(h, off - c->prev_size))) {
+        psize = c->prev_size;
+        if (MM_UNLIKELY(!mm__list_remove(h, off - psize, psize))) {
+            if (nsize != 0) /* keep the lists whole for the repair */
+                mm__list_insert(h, noff, nsize);
+            return MM__RETRY;
+        }
+    }
+    MM__CRASH_POINT(4);
+
+    c->size = size; /* freed; a stale copy of this header now reads as free */
+    size_t start = off - psize;
+    mmsize_t total = (mmsize_t)(psize + size + nsize);
+    mm__chunk(h, start)->size = total; /* publishes the merge */
+    MM__CRASH_POINT(5);
+    mm__chunk(h, start + total)->prev_size = total;
+    mm__list_insert(h, start, total);
+    return MM__DONE;
+}
+
+void mm__shrink_chunk(struct mm_heap_s *h, size_t off, mmsize_t size, mmsize_t csize)
+{
+    mmsize_t rest = (mmsize_t)(size - csize);
+    if (rest < MM__MINCHUNK)
+        return;
+    struct mm__chunk *c = mm__chunk(h, off);
+    size_t roff = off + csize;
+    struct mm__chunk *r = mm__chunk(h, roff);
+    r->prev_size = csize;
+    r->size = (mmsize_t)(rest | MM__ALLOC_BIT);
+    mm__chunk(h, roff + rest)->prev_size = rest;
+    MM__CRASH_POINT(6);
+    c->size = (mmsize_t)(csize | MM__ALLOC_BIT); /* publishes the split */
+    /* The tail is an allocated chunk now; freeing it merges it onwards. */
+    if (mm__free_chunk(h, roff) != MM__DONE) {
+        /* Lists corrupted: rebuild them; the tail, free in the chain once
+         * its bit is cleared, goes into them with the rest. */
+        r->size = rest;
+        (void)mm__rebuild(h);
+        mm__hdr(h)->stats.repairs++;
+    }
+}
+
+/* ---- Public entry points -------------------------------------------------- */
+
+/* Run an allocation under the lock, repairing corrupted lists once. */
+static size_t mm__alloc_locked(struct mm_heap_s *h, mmsize_t csize)
+{
+    struct mm__header *hd = mm__hdr(h);
+    for (int attempt = 0;; attempt++) {
+        bool retry = false;
+        size_t off = mm__alloc_chunk(h, csize, &retry);
+        if (MM_LIKELY(!retry)) {
+            if (off != 0) {
+                hd->stats.mallocs++;
+            } else {
+                hd->stats.failures++;
+                h->last_error = MM_ERR_NOMEM;
+            }
+            return off;
+        }
+        if (attempt == 1 || !mm__rebuild(h)) {
+            hd->stats.failures++;
+            h->last_error = MM_ERR_BROKEN;
+            return 0;
+        }
+        hd->stats.repairs++;
+    }
+}
+
+void *mm_malloc_at(struct mm_heap_s *h, size_t size, const char *file, int line)
+{
+    if (MM_UNLIKELY(h == NULL))
+        return NULL;
+    mmsize_t csize = mm__chunk_size_for(size);
+    if (MM_UNLIKELY(csize == 0)) {
+        h->last_error = MM_ERR_INVAL;
+        return NULL;
+    }
+    if (MM_UNLIKELY(mm__enter(h) != 0))
+        return NULL;
+    size_t off = mm__alloc_locked(h, csize);
+    if (off != 0)
+        mm__debug_on_alloc(h, off, size, file, line);
+    mm__leave(h);
+    return off != 0 ? h->base + off + MM__USER_OFFSET : NULL;
+}
+
+void *mm_malloc(struct mm_heap_s *h, size_t size)
+{
+    return mm_malloc_at(h, size, NULL, 0);
+}
+
+void *mm_zalloc(struct mm_heap_s *h, size_t size)
+{
+    void *p = mm_malloc_at(h, size, NULL, 0);
+    if (p != NULL)
+        memset(p, 0, size);
+    return p;
+}
+
+void *mm_calloc(struct mm_heap_s *h, size_t n, size_t elem_size)
+{
+    if (h == NULL)
+        return NULL;
+    if (elem_size != 0 && n > (size_t)-1 / elem_size) {
+        h->last_error = MM_ERR_INVAL;
+        return NULL;
+    }
+    return mm_zalloc(h, n * elem_size);
+}
+
+void mm_free(struct mm_heap_s *h, void *mem)
+{
+    if (mem == NULL || h == NULL)
+        return;
+    if (mm__enter(h) != 0)
+        return;
+    struct mm__header *hd = mm__hdr(h);
+    int why;
+    size_t off = mm__user_chunk(h, mem, &why);
+    if (MM_UNLIKELY(why != MM__PTR_OK)) {
+        enum mm_misuse what =
+            why == MM__PTR_FREED ? MM_MISUSE_DOUBLE_FREE : MM_MISUSE_FOREIGN_FREE;
+        if (what == MM_MISUSE_DOUBLE_FREE)
+            hd->stats.double_frees++;
+        else
+            hd->stats.foreign_frees++;
+        h->last_error = MM_ERR_INVAL;
+        mm__leave(h);
+        mm__report_misuse(h, what, mem);
+        return;
+    }
+    bool guard_ok = mm__debug_on_free(h, off);
+    if (MM_UNLIKELY(mm__free_chunk(h, off) != MM__DONE)) {
+        if (mm__rebuild(h)) {
+            hd->stats.repairs++;
+            if (mm__free_chunk(h, off) != MM__DONE)
+                h->last_error = MM_ERR_BROKEN;
+        }
+    }
+    hd->stats.frees++;
+    if (!guard_ok)
+        hd->stats.guard_errors++;
+    mm__leave(h);
+    if (!guard_ok)
+        mm__report_misuse(h, MM_MISUSE_GUARD, mem);
+}
+
+size_t mm_malloc_size(struct mm_heap_s *h, void *mem)
+{
+    if (mem == NULL || h == NULL)
+        return 0;
+    if (mm__enter(h) != 0)
+        return 0;
+    int why;
+    size_t off = mm__user_chunk(h, mem, &why);
+    size_t n = why == MM__PTR_OK ? mm__usable_size(h, off) : 0;
+    mm__leave(h);
+    return n;
+}
+
+bool mm_heapmember(struct mm_heap_s *h, void *mem)
+{
+    if (mem == NULL || h == NULL)
+        return false;
+    uintptr_t m = (uintptr_t)mem, b = (uintptr_t)h->base;
+    if (m < b || m - b >= h->limit)
+        return false;
+    return mm__region_of(h, (size_t)(m - b)) >= 0;
+}

@@ -1,2 +1,243 @@
-/* in progress */
+/*
+ * heap_handle.c - making, opening and releasing heaps, adding regions, and
+ * the small diagnostics that need no walk (stats, errors, callbacks).
+ *
+ * A handle is process-local: the base address of this process's mapping and
+ * how many bytes of it may be read.  mm_attach copies what it needs out of
+ * the (untrusted) header after validating it, so that a scribbled header can
+ * make operations fail but never make them read outside the mapping.
+ */
 #include "heap_internal.h"
+
+static struct mm_heap_s g_handles[MM_CONFIG_MAX_HEAPS];
+static mm_misuse_fn g_misuse_fn;
+static void *g_misuse_arg;
+
+static struct mm_heap_s *mm__handle_claim(uint8_t *base, size_t limit)
+{
+    for (unsigned i = 0; i < MM_CONFIG_MAX_HEAPS; i++) {
+        struct mm_heap_s *h = &g_handles[i];
+        if (h->in_use == 0 && mm_port_claim(&h->in_use)) {
+            h->base = base;
+            h->limit = limit;
+            h->last_error = MM_OK;
+            return h;
+        }
+    }
+    return NULL;
+}
+
+static void mm__handle_release(struct mm_heap_s *h)
+{
+    h->base = NULL;
+    h->limit = 0;
+    mm_port_release(&h->in_use);
+}
+
+/* Lay out one region [start, end + MM__HDR) as a single free chunk and an
+ * end sentinel, and put the chunk in the lists. */
+static void mm__region_init(struct mm_heap_s *h, unsigned i, size_t start, size_t end)
+{
+    struct mm__header *hd = mm__hdr(h);
+    mmsize_t size = (mmsize_t)(end - start);
+    struct mm__chunk *c = mm__chunk(h, start);
+    c->prev_size = 0;
+    c->size = size;
+    struct mm__chunk *sentinel = mm__chunk(h, end);
+    sentinel->prev_size = size;
+    sentinel->size = MM__ALLOC_BIT;
+    hd->region[i].start = (mmsize_t)start;
+    hd->region[i].end = (mmsize_t)end;
+    mm__list_insert(h, start, size);
+}
+
+static size_t mm__align_up(size_t x)
+{
+    return (x + MM__ALIGN - 1u) & ~(size_t)(MM__ALIGN - 1u);
+}
+
+struct mm_heap_s *mm_initialize(const char *name, void *heapstart, size_t heapsize)
+{
+    if (heapstart == NULL || ((uintptr_t)heapstart & (MM__ALIGN - 1u)) != 0 ||
+        (uint64_t)heapsize > (uint64_t)MM_MAX_HEAPSIZE)
+        return NULL;
+    size_t first = mm__align_up(sizeof(struct mm__header));
+    size_t end = (heapsize & ~(size_t)(MM__ALIGN - 1u));
+    if (end < first + MM__MINCHUNK + MM__HDR)
+        return NULL;
+    end -= MM__HDR;
+
+    struct mm_heap_s *h = mm__handle_claim(heapstart, heapsize);
+    if (h == NULL)
+        return NULL;
+    struct mm__header *hd = mm__hdr(h);
+    memset(hd, 0, sizeof(*hd));
+    if (mm_port_lock_init(&hd->lock) != 0) {
+        mm__handle_release(h);
+        return NULL;
+    }
+    hd->version = MM__VERSION;
+    hd->size_bytes = (uint8_t)sizeof(mmsize_t);
+    hd->debug = MM_CONFIG_DEBUG;
+    hd->header_size = (uint32_t)sizeof(struct mm__header);
+    hd->state = MM__STATE_OK;
+    hd->span = heapsize;
+    if (name != NULL) {
+        size_t n = strlen(name);
+        memcpy(hd->name, name, n < sizeof(hd->name) - 1u ? n : sizeof(hd->name) - 1u);
+    }
+    mm__region_init(h, 0, first, end);
+    hd->nregions = 1;
+    /* The magic goes in last: until then mm_attach refuses the memory. */
+    __atomic_store_n(&hd->magic, MM__MAGIC, __ATOMIC_RELEASE);
+    return h;
+}
+
+struct mm_heap_s *mm_attach(void *heapstart, size_t heapsize)
+{
+    if (heapstart == NULL || ((uintptr_t)heapstart & (MM__ALIGN - 1u)) != 0 ||
+        heapsize < sizeof(struct mm__header))
+        return NULL;
+    const struct mm__header *hd = heapstart;
+    if (__atomic_load_n(&hd->magic, __ATOMIC_ACQUIRE) != MM__MAGIC ||
+        hd->version != MM__VERSION || hd->size_bytes != sizeof(mmsize_t) ||
+        hd->debug != MM_CONFIG_DEBUG || hd->header_size != sizeof(struct mm__header) ||
+        hd->nregions == 0 || hd->nregions > MM_CONFIG_REGIONS || hd->span > heapsize ||
+        hd->span > (uint64_t)MM_MAX_HEAPSIZE)
+        return NULL;
+
+    /* Trust the recorded span only as far as the mapping reaches. */
+    struct mm_heap_s *h = mm__handle_claim(heapstart, (size_t)hd->span);
+    if (h == NULL)
+        return NULL;
+    for (unsigned i = 0; i < hd->nregions; i++) {
+        size_t s, e;
+        if (!mm__region_bounds(h, i, &s, &e) || e - s < MM__MINCHUNK) {
+            mm__handle_release(h);
+            return NULL;
+        }
+    }
+    return h;
+}
+
+void mm_detach(struct mm_heap_s *h)
+{
+    if (h != NULL && h->in_use != 0)
+        mm__handle_release(h);
+}
+
+void mm_uninitialize(struct mm_heap_s *h)
+{
+    if (h == NULL || h->in_use == 0)
+        return;
+    struct mm__header *hd = mm__hdr(h);
+    __atomic_store_n(&hd->magic, 0u, __ATOMIC_RELEASE);
+    hd->state = MM__STATE_BROKEN;
+    mm_port_lock_destroy(&hd->lock);
+    mm__handle_release(h);
+}
+
+void mm_addregion(struct mm_heap_s *h, void *start, size_t size)
+{
+    if (h == NULL || start == NULL)
+        return;
+    if (mm__enter(h) != 0)
+        return;
+    struct mm__header *hd = mm__hdr(h);
+    uintptr_t b = (uintptr_t)h->base, s = (uintptr_t)start;
+    h->last_error = MM_ERR_INVAL;
+    if (hd->nregions >= MM_CONFIG_REGIONS || s < b + sizeof(struct mm__header) ||
+        size > (uintptr_t)-1 - s)
+        goto out;
+    uint64_t first = mm__align_up((size_t)(s - b));
+    uint64_t end = (uint64_t)((s + size - b) & ~(uintptr_t)(MM__ALIGN - 1u));
+    if (end > (uint64_t)MM_MAX_HEAPSIZE || end < first + MM__MINCHUNK + MM__HDR)
+        goto out;
+    end -= MM__HDR;
+    for (unsigned i = 0; i < hd->nregions; i++) {
+        uint64_t rs = hd->region[i].start, re = (uint64_t)hd->region[i].end + MM__HDR;
+        if (first < re && end + MM__HDR > rs)
+            goto out; /* overlaps region i */
+    }
+    if (end + MM__HDR > h->limit)
+        h->limit = (size_t)(end + MM__HDR);
+    if (end + MM__HDR > hd->span)
+        hd->span = end + MM__HDR;
+    mm__region_init(h, hd->nregions, (size_t)first, (size_t)end);
+    hd->nregions++;
+    h->last_error = MM_OK;
+out:
+    mm__leave(h);
+}
+
+/* ---- Small diagnostics ---------------------------------------------------- */
+
+struct mm_heap_stats mm_heap_stats(struct mm_heap_s *h)
+{
+    struct mm_heap_stats st;
+    memset(&st, 0, sizeof(st));
+    if (h != NULL && h->in_use != 0)
+        memcpy(&st, &mm__hdr(h)->stats, sizeof(st));
+    return st;
+}
+
+enum mm_error mm_last_error(struct mm_heap_s *h)
+{
+    return h != NULL ? h->last_error : MM_ERR_INVAL;
+}
+
+enum mm_error mm_heap_state(struct mm_heap_s *h)
+{
+    if (h == NULL || h->in_use == 0)
+        return MM_ERR_INVAL;
+    return mm__hdr(h)->state == MM__STATE_OK ? MM_OK : MM_ERR_BROKEN;
+}
+
+const char *mm_strerror(enum mm_error err)
+{
+    switch (err) {
+    case MM_OK:
+        return "success";
+    case MM_ERR_NOMEM:
+        return "no free chunk large enough";
+    case MM_ERR_INVAL:
+        return "invalid argument";
+    case MM_ERR_BROKEN:
+        return "heap chunk chain broken; heap refuses work";
+    case MM_ERR_LOCK:
+        return "heap lock unusable";
+    case MM_ERR_HANDLES:
+        return "no free heap handle in this process";
+    case MM_ERR_NOTHEAP:
+        return "memory holds no heap of this layout and size";
+    }
+    return "unknown error";
+}
+
+void mm_set_misuse_callback(mm_misuse_fn fn, void *arg)
+{
+    g_misuse_arg = arg;
+    g_misuse_fn = fn;
+}
+
+void mm__report_misuse(struct mm_heap_s *h, enum mm_misuse what, const void *mem)
+{
+    mm_misuse_fn fn = g_misuse_fn;
+    if (fn != NULL)
+        fn(g_misuse_arg, h, what, mem);
+}
+
+#if MM_CONFIG_CRASH_HOOKS
+static mm_crash_fn g_crash_fn;
+
+void mm_set_crash_hook(mm_crash_fn fn)
+{
+    g_crash_fn = fn;
+}
+
+void mm__crash_point(int point)
+{
+    if (g_crash_fn != NULL)
+        g_crash_fn(point);
+}
+#endif

@@ -261,8 +261,10 @@ static inline bool mm__list_remove(const struct mm_heap_s *h, size_t off, mmsize
 #define MM__DONE  0
 #define MM__RETRY 1 /* the lists were found corrupted: repair and run again */
 
-/* Lock the heap; repair after a dead owner; refuse a broken heap.
- * 0, or -1 with h->last_error set. */
+/* Lock the heap, repairing after a dead owner.  0, or -1 with
+ * h->last_error set. */
+int mm__lock(struct mm_heap_s *h);
+/* mm__lock, and refuse a broken heap (unlocked again, MM_ERR_BROKEN). */
 int mm__enter(struct mm_heap_s *h);
 void mm__leave(struct mm_heap_s *h);
 

@@ -1,2 +1,82 @@
-/* in progress */
+/*
+ * heap_memalign.c - mm_memalign: allocations aligned beyond MM_ALIGN.
+ *
+ * Take a chunk large enough for the request, the alignment and one minimum
+ * chunk; find the first aligned user address in it whose gap before it can
+ * be a chunk of its own (zero, or at least a minimum chunk); give the gap
+ * and the tail back to the heap.  The waste is at most the rounding of the
+ * tail, below one minimum chunk.
+ */
 #include "heap_internal.h"
+
+void *mm_memalign_at(struct mm_heap_s *h, size_t alignment, size_t size, const char *file,
+                     int line)
+{
+    if (h == NULL)
+        return NULL;
+    if (alignment == 0 || (alignment & (alignment - 1u)) != 0) {
+        h->last_error = MM_ERR_INVAL;
+        return NULL;
+    }
+    if (alignment <= MM__ALIGN)
+        return mm_malloc_at(h, size, file, line);
+    mmsize_t csize = mm__chunk_size_for(size);
+    if (csize == 0 || alignment > MM__MAX_CHUNK ||
+        (size_t)csize + alignment + MM__MINCHUNK > MM__MAX_CHUNK) {
+        h->last_error = csize == 0 ? MM_ERR_INVAL : MM_ERR_NOMEM;
+        return NULL;
+    }
+    mmsize_t want = (mmsize_t)(csize + alignment + MM__MINCHUNK);
+
+    if (mm__enter(h) != 0)
+        return NULL;
+    struct mm__header *hd = mm__hdr(h);
+    size_t off = 0;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        bool retry = false;
+        off = mm__alloc_chunk(h, want, &retry);
+        if (!retry)
+            break;
+        if (!mm__rebuild(h))
+            break;
+        hd->stats.repairs++;
+    }
+    if (off == 0) {
+        hd->stats.failures++;
+        h->last_error = hd->state == MM__STATE_OK ? MM_ERR_NOMEM : MM_ERR_BROKEN;
+        mm__leave(h);
+        return NULL;
+    }
+
+    mmsize_t total = mm__size_of(mm__chunk(h, off));
+    uintptr_t user = (uintptr_t)(h->base + off + MM__USER_OFFSET);
+    size_t gap = (size_t)(((user + alignment - 1u) & ~(uintptr_t)(alignment - 1u)) - user);
+    if (gap != 0 && gap < MM__MINCHUNK)
+        gap += alignment; /* alignment > MM_ALIGN, so now gap >= MM__MINCHUNK */
+    if (gap != 0) {
+        size_t aoff = off + gap;
+        struct mm__chunk *a = mm__chunk(h, aoff);
+        a->prev_size = (mmsize_t)gap;
+        a->size = (mmsize_t)((total - gap) | MM__ALLOC_BIT);
+        mm__chunk(h, off + total)->prev_size = (mmsize_t)(total - gap);
+        MM__CRASH_POINT(9);
+        mm__chunk(h, off)->size = (mmsize_t)(gap | MM__ALLOC_BIT); /* publishes */
+        if (mm__free_chunk(h, off) != MM__DONE) {
+            mm__chunk(h, off)->size = (mmsize_t)gap;
+            if (mm__rebuild(h))
+                hd->stats.repairs++;
+        }
+        off = aoff;
+        total = (mmsize_t)(total - gap);
+    }
+    mm__shrink_chunk(h, off, total, csize);
+    hd->stats.mallocs++;
+    mm__debug_on_alloc(h, off, size, file, line);
+    mm__leave(h);
+    return h->base + off + MM__USER_OFFSET;
+}
+
+void *mm_memalign(struct mm_heap_s *h, size_t alignment, size_t size)
+{
+    return mm_memalign_at(h, alignment, size, NULL, 0);
+}

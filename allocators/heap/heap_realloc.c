@@ -1,2 +1,161 @@
-/* in progress */
+/*
+ * heap_realloc.c - mm_realloc: resize in place when the neighbours allow,
+ * move otherwise.
+ *
+ * Order of preference: shrink in place; grow into a free next chunk (the
+ * pointer stays); grow into a free previous chunk (and the next one if
+ * needed), moving the bytes down with memmove because source and
+ * destination overlap (NuttX's memcpy there corrupts data); finally
+ * allocate elsewhere, copy and free.  Each in-place step absorbs the
+ * neighbours with one store of the surviving chunk's size, then trims the
+ * excess, so the chain stays walkable throughout.
+ */
 #include "heap_internal.h"
+
+/* Absorb the free next chunk into the allocated chunk at off. */
+static bool mm__grow_next(struct mm_heap_s *h, size_t off, mmsize_t size, mmsize_t nsize)
+{
+    if (!mm__list_remove(h, off + size, nsize))
+        return false;
+    mmsize_t total = (mmsize_t)(size + nsize);
+    mm__chunk(h, off)->size = (mmsize_t)(total | MM__ALLOC_BIT); /* publishes */
+    mm__chunk(h, off + total)->prev_size = total;
+    MM__CRASH_POINT(7);
+    return true;
+}
+
+/* Absorb the free previous chunk (and the free next one, if nsize) into the
+ * allocated chunk at off and move its bytes down.  Returns the new offset,
+ * or 0 if the lists are corrupted. */
+static size_t mm__grow_prev(struct mm_heap_s *h, size_t off, mmsize_t size, mmsize_t psize,
+                            mmsize_t nsize, size_t keep)
+{
+    size_t start = off - psize;
+    if (nsize != 0 && !mm__list_remove(h, off + size, nsize))
+        return 0;
+    if (!mm__list_remove(h, start, psize)) {
+        if (nsize != 0)
+            mm__list_insert(h, off + size, nsize);
+        return 0;
+    }
+    mmsize_t total = (mmsize_t)(psize + size + nsize);
+    mm__chunk(h, start)->size = (mmsize_t)(total | MM__ALLOC_BIT); /* publishes */
+    mm__chunk(h, start + total)->prev_size = total;
+    MM__CRASH_POINT(8);
+    memmove(h->base + start + MM__USER_OFFSET, h->base + off + MM__USER_OFFSET, keep);
+    return start;
+}
+
+/* Under the lock: resize the allocated chunk at off.  Returns the new
+ * offset, 0 when there is no room (the block is untouched), or sets
+ * *retry when the lists were found corrupted. */
+static size_t mm__resize(struct mm_heap_s *h, size_t off, mmsize_t csize, bool *retry)
+{
+    struct mm__chunk *c = mm__chunk(h, off);
+    mmsize_t size = mm__size_of(c);
+    if (csize <= size) {
+        mm__shrink_chunk(h, off, size, csize);
+        return off;
+    }
+
+    const struct mm__chunk *n = mm__chunk(h, off + size);
+    mmsize_t nsize = 0, psize = 0;
+    if (!mm__is_alloc(n)) {
+        nsize = mm__size_of(n);
+        if (nsize < MM__MINCHUNK || nsize > h->limit - MM__HDR - (off + size)) {
+            *retry = true;
+            return 0;
+        }
+    }
+    if (size + nsize >= csize) {
+        if (!mm__grow_next(h, off, size, nsize)) {
+            *retry = true;
+            return 0;
+        }
+        mm__shrink_chunk(h, off, (mmsize_t)(size + nsize), csize);
+        return off;
+    }
+    if (c->prev_size != 0 && !mm__is_alloc(mm__chunk(h, off - c->prev_size)))
+        psize = c->prev_size;
+    if (psize != 0 && (size_t)psize + size + nsize >= csize) {
+        size_t keep = mm__usable_size(h, off);
+        size_t start = mm__grow_prev(h, off, size, psize, nsize, keep);
+        if (start == 0) {
+            *retry = true;
+            return 0;
+        }
+        mm__shrink_chunk(h, start, (mmsize_t)(psize + size + nsize), csize);
+        return start;
+    }
+
+    size_t noff = mm__alloc_chunk(h, csize, retry);
+    if (noff == 0)
+        return 0;
+    memcpy(h->base + noff + MM__USER_OFFSET, h->base + off + MM__USER_OFFSET,
+           mm__usable_size(h, off));
+    if (mm__free_chunk(h, off) != MM__DONE) {
+        /* The new block is ours and allocated in the chain; the old one is
+         * still allocated too.  Rebuild the lists and free it again. */
+        if (mm__rebuild(h))
+            (void)mm__free_chunk(h, off);
+    }
+    return noff;
+}
+
+void *mm_realloc_at(struct mm_heap_s *h, void *oldmem, size_t size, const char *file, int line)
+{
+    if (oldmem == NULL)
+        return mm_malloc_at(h, size, file, line);
+    if (h == NULL)
+        return NULL;
+    if (size == 0) {
+        mm_free(h, oldmem);
+        return NULL;
+    }
+    mmsize_t csize = mm__chunk_size_for(size);
+    if (csize == 0) {
+        h->last_error = MM_ERR_INVAL;
+        return NULL;
+    }
+    if (mm__enter(h) != 0)
+        return NULL;
+    struct mm__header *hd = mm__hdr(h);
+    int why;
+    size_t off = mm__user_chunk(h, oldmem, &why);
+    if (why != MM__PTR_OK) {
+        enum mm_misuse what =
+            why == MM__PTR_FREED ? MM_MISUSE_DOUBLE_FREE : MM_MISUSE_FOREIGN_FREE;
+        if (what == MM_MISUSE_DOUBLE_FREE)
+            hd->stats.double_frees++;
+        else
+            hd->stats.foreign_frees++;
+        h->last_error = MM_ERR_INVAL;
+        mm__leave(h);
+        mm__report_misuse(h, what, oldmem);
+        return NULL;
+    }
+    size_t noff = 0;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        bool retry = false;
+        noff = mm__resize(h, off, csize, &retry);
+        if (!retry)
+            break;
+        if (!mm__rebuild(h))
+            break;
+        hd->stats.repairs++;
+    }
+    if (noff != 0) {
+        hd->stats.mallocs++;
+        mm__debug_on_alloc(h, noff, size, file, line);
+    } else {
+        hd->stats.failures++;
+        h->last_error = hd->state == MM__STATE_OK ? MM_ERR_NOMEM : MM_ERR_BROKEN;
+    }
+    mm__leave(h);
+    return noff != 0 ? h->base + noff + MM__USER_OFFSET : NULL;
+}
+
+void *mm_realloc(struct mm_heap_s *h, void *oldmem, size_t size)
+{
+    return mm_realloc_at(h, oldmem, size, NULL, 0);
+}
