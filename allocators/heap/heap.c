@@ -51,33 +51,6 @@ void mm__leave(struct mm_heap_s *h)
     mm_port_unlock(&mm__hdr(h)->lock);
 }
 
-/* ---- Regions ------------------------------------------------------------ */
-
-bool mm__region_bounds(const struct mm_heap_s *h, unsigned i, size_t *start, size_t *end)
-{
-    const struct mm__region *r = &mm__hdr(h)->region[i];
-    size_t s = r->start, e = r->end;
-    if (MM_UNLIKELY(s < sizeof(struct mm__header) || e < s || e > h->limit - MM__HDR ||
-                    ((s | e) & (MM__ALIGN - 1u)) != 0))
-        return false;
-    *start = s;
-    *end = e;
-    return true;
-}
-
-int mm__region_of(const struct mm_heap_s *h, size_t off)
-{
-    uint32_t n = mm__hdr(h)->nregions;
-    if (n > MM_CONFIG_REGIONS)
-        n = MM_CONFIG_REGIONS;
-    for (unsigned i = 0; i < n; i++) {
-        size_t s, e;
-        if (mm__region_bounds(h, i, &s, &e) && off >= s && off < e)
-            return (int)i;
-    }
-    return -1;
-}
-
 /* ---- User pointers ------------------------------------------------------ */
 
 size_t mm__user_chunk(const struct mm_heap_s *h, const void *mem, int *why)
@@ -87,9 +60,8 @@ size_t mm__user_chunk(const struct mm_heap_s *h, const void *mem, int *why)
     if ((m & (MM__ALIGN - 1u)) != 0 || m < b + MM__USER_OFFSET)
         return 0;
     size_t off = (size_t)(m - b) - MM__USER_OFFSET;
-    int r = mm__region_of(h, off);
     size_t start, end;
-    if (r < 0 || !mm__region_bounds(h, (unsigned)r, &start, &end))
+    if (mm__region_of(h, off, &start, &end) < 0)
         return 0;
 
     const struct mm__chunk *c = mm__chunk(h, off);
@@ -386,5 +358,6 @@ bool mm_heapmember(struct mm_heap_s *h, void *mem)
     uintptr_t m = (uintptr_t)mem, b = (uintptr_t)h->base;
     if (m < b || m - b >= h->limit)
         return false;
-    return mm__region_of(h, (size_t)(m - b)) >= 0;
+    size_t start, end;
+    return mm__region_of(h, (size_t)(m - b), &start, &end) >= 0;
 }

@@ -36,6 +36,10 @@
 #include "mm/mm.h"
 #include "mm_port.h"
 
+/* The few helpers on every malloc and free are forced inline: a call per
+ * list operation costs more than the operation. */
+#define MM__HOT static inline __attribute__((always_inline))
+
 /* ---- Model ----------------------------------------------------------- */
 
 #if MM_CONFIG_SMALL
@@ -194,7 +198,7 @@ static inline unsigned mm__ffs(uint32_t x) /* index of the lowest set bit, x != 
     return (unsigned)__builtin_ctz(x);
 }
 
-static inline void mm__mapping(mmsize_t size, unsigned *fl, unsigned *sl)
+MM__HOT void mm__mapping(mmsize_t size, unsigned *fl, unsigned *sl)
 {
     if (size < MM__SMALL_LIMIT) {
         *fl = 0;
@@ -208,7 +212,7 @@ static inline void mm__mapping(mmsize_t size, unsigned *fl, unsigned *sl)
 
 /* Link a free chunk at the head of its class's list.  The chunk's header
  * must be written already. */
-static inline void mm__list_insert(const struct mm_heap_s *h, size_t off, mmsize_t size)
+MM__HOT void mm__list_insert(const struct mm_heap_s *h, size_t off, mmsize_t size)
 {
     struct mm__header *hd = mm__hdr(h);
     unsigned fl, sl;
@@ -226,7 +230,7 @@ static inline void mm__list_insert(const struct mm_heap_s *h, size_t off, mmsize
 
 /* Unlink a free chunk.  false if its links are not what a list member's
  * links must be (the lists are corrupted: the caller repairs them). */
-static inline bool mm__list_remove(const struct mm_heap_s *h, size_t off, mmsize_t size)
+MM__HOT bool mm__list_remove(const struct mm_heap_s *h, size_t off, mmsize_t size)
 {
     struct mm__header *hd = mm__hdr(h);
     struct mm__chunk *c = mm__chunk(h, off);
@@ -287,11 +291,31 @@ void mm__shrink_chunk(struct mm_heap_s *h, size_t off, mmsize_t size, mmsize_t c
 #define MM__PTR_FREED   2
 size_t mm__user_chunk(const struct mm_heap_s *h, const void *mem, int *why);
 
-/* Index of the region that holds chunk offset off, or -1. */
-int mm__region_of(const struct mm_heap_s *h, size_t off);
-
 /* Region bounds, checked against the handle's limit; false if corrupted. */
-bool mm__region_bounds(const struct mm_heap_s *h, unsigned i, size_t *start, size_t *end);
+MM__HOT bool mm__region_bounds(const struct mm_heap_s *h, unsigned i, size_t *start, size_t *end)
+{
+    const struct mm__region *r = &mm__hdr(h)->region[i];
+    size_t s = r->start, e = r->end;
+    if (MM_UNLIKELY(s < sizeof(struct mm__header) || e < s || e > h->limit - MM__HDR ||
+                    ((s | e) & (MM__ALIGN - 1u)) != 0))
+        return false;
+    *start = s;
+    *end = e;
+    return true;
+}
+
+/* Index of the region that holds chunk offset off (its bounds in *start,
+ * *end), or -1. */
+MM__HOT int mm__region_of(const struct mm_heap_s *h, size_t off, size_t *start, size_t *end)
+{
+    uint32_t n = mm__hdr(h)->nregions;
+    if (n > MM_CONFIG_REGIONS)
+        n = MM_CONFIG_REGIONS;
+    for (unsigned i = 0; i < n; i++)
+        if (mm__region_bounds(h, i, start, end) && off >= *start && off < *end)
+            return (int)i;
+    return -1;
+}
 
 /* Rebuild every free list from the chunk chains (heap_recover.c).  Marks
  * the heap broken and returns false if a chain is broken. */

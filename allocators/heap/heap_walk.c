@@ -128,7 +128,9 @@ static int mm__check_lists(struct mm_heap_s *h, size_t free_chunks)
             if (((hd->sl_bitmap[fl] >> sl) & 1u) != (off != 0))
                 problems++;
             while (off != 0) {
-                if (!mm__off_ok(h, off) || mm__region_of(h, off) < 0 || seen > free_chunks) {
+                size_t rs, re;
+                if (!mm__off_ok(h, off) || mm__region_of(h, off, &rs, &re) < 0 ||
+                    seen > free_chunks) {
                     problems++;
                     break;
                 }
