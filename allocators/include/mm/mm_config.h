@@ -52,11 +52,6 @@
 #endif
 #endif
 
-/* The same for granule allocators. */
-#ifndef MM_CONFIG_MAX_GRANS
-#define MM_CONFIG_MAX_GRANS 8
-#endif
-
 /* Byte written over freed memory in debug builds, and the guard pattern. */
 #ifndef MM_CONFIG_FREE_FILL
 #define MM_CONFIG_FREE_FILL 0x55u

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mm/mm_errno.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
