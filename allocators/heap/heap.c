@@ -14,41 +14,14 @@
 
 /* ---- Locking ----------------------------------------------------------- */
 
-int mm__lock(struct mm_heap_s *h)
+void mm__lock_recover(struct mm_heap_s *h)
 {
     struct mm__header *hd = mm__hdr(h);
-    if (MM_UNLIKELY(h->in_use == 0))
-        return -1;
-    int r = mm_port_lock(&hd->lock);
-    if (MM_UNLIKELY(r != MM_PORT_LOCKED)) {
-        if (r != MM_PORT_LOCKED_OWNER_DIED) {
-            h->last_error = MM_ERR_LOCK;
-            return -1;
-        }
-        /* The owner died mid-operation: the chain is whole (see the rule in
-         * heap_internal.h) but the lists and prev_size fields may not be. */
-        (void)mm__rebuild(h);
-        hd->stats.recoveries++;
-        mm_port_lock_mark_consistent(&hd->lock);
-    }
-    return 0;
-}
-
-int mm__enter(struct mm_heap_s *h)
-{
-    if (MM_UNLIKELY(mm__lock(h) != 0))
-        return -1;
-    if (MM_UNLIKELY(mm__hdr(h)->state != MM__STATE_OK)) {
-        mm__leave(h);
-        h->last_error = MM_ERR_BROKEN;
-        return -1;
-    }
-    return 0;
-}
-
-void mm__leave(struct mm_heap_s *h)
-{
-    mm_port_unlock(&mm__hdr(h)->lock);
+    /* The owner died mid-operation: the chain is whole (see the rule in
+     * heap_internal.h) but the lists and prev_size fields may not be. */
+    (void)mm__rebuild(h);
+    hd->stats.recoveries++;
+    mm_port_lock_mark_consistent(&hd->lock);
 }
 
 /* ---- User pointers ------------------------------------------------------ */
@@ -234,6 +207,16 @@ void mm__shrink_chunk(struct mm_heap_s *h, size_t off, mmsize_t size, mmsize_t c
 
 /* ---- Public entry points -------------------------------------------------- */
 
+void mm__fail_invalid(struct mm_heap_s *h)
+{
+    h->last_error = MM_ERR_INVAL;
+    if (mm__lock(h) == 0) {
+        mm__hdr(h)->stats.failures++;
+        mm__leave(h);
+    }
+    h->last_error = MM_ERR_INVAL;
+}
+
 /* Run an allocation under the lock, repairing corrupted lists once. */
 static size_t mm__alloc_locked(struct mm_heap_s *h, mmsize_t csize)
 {
@@ -265,7 +248,7 @@ void *mm_malloc_at(struct mm_heap_s *h, size_t size, const char *file, int line)
         return NULL;
     mmsize_t csize = mm__chunk_size_for(size);
     if (MM_UNLIKELY(csize == 0)) {
-        h->last_error = MM_ERR_INVAL;
+        mm__fail_invalid(h);
         return NULL;
     }
     if (MM_UNLIKELY(mm__enter(h) != 0))
@@ -295,7 +278,7 @@ void *mm_calloc(struct mm_heap_s *h, size_t n, size_t elem_size)
     if (h == NULL)
         return NULL;
     if (elem_size != 0 && n > (size_t)-1 / elem_size) {
-        h->last_error = MM_ERR_INVAL;
+        mm__fail_invalid(h);
         return NULL;
     }
     return mm_zalloc(h, n * elem_size);

@@ -265,12 +265,43 @@ MM__HOT bool mm__list_remove(const struct mm_heap_s *h, size_t off, mmsize_t siz
 #define MM__DONE  0
 #define MM__RETRY 1 /* the lists were found corrupted: repair and run again */
 
+/* Rebuild after the lock's previous owner died (lock held). */
+void mm__lock_recover(struct mm_heap_s *h);
+
 /* Lock the heap, repairing after a dead owner.  0, or -1 with
  * h->last_error set. */
-int mm__lock(struct mm_heap_s *h);
+MM__HOT int mm__lock(struct mm_heap_s *h)
+{
+    if (MM_UNLIKELY(h->in_use == 0))
+        return -1;
+    int r = mm_port_lock(&mm__hdr(h)->lock);
+    if (MM_UNLIKELY(r != MM_PORT_LOCKED)) {
+        if (r != MM_PORT_LOCKED_OWNER_DIED) {
+            h->last_error = MM_ERR_LOCK;
+            return -1;
+        }
+        mm__lock_recover(h);
+    }
+    return 0;
+}
+
+MM__HOT void mm__leave(struct mm_heap_s *h)
+{
+    mm_port_unlock(&mm__hdr(h)->lock);
+}
+
 /* mm__lock, and refuse a broken heap (unlocked again, MM_ERR_BROKEN). */
-int mm__enter(struct mm_heap_s *h);
-void mm__leave(struct mm_heap_s *h);
+MM__HOT int mm__enter(struct mm_heap_s *h)
+{
+    if (MM_UNLIKELY(mm__lock(h) != 0))
+        return -1;
+    if (MM_UNLIKELY(mm__hdr(h)->state != MM__STATE_OK)) {
+        mm__leave(h);
+        h->last_error = MM_ERR_BROKEN;
+        return -1;
+    }
+    return 0;
+}
 
 /* Under the lock: take a free chunk of at least csize bytes, mark it
  * allocated, split off the rest.  Returns its offset, 0 if none, or
@@ -284,6 +315,9 @@ int mm__free_chunk(struct mm_heap_s *h, size_t off);
 /* Split the allocated chunk at off (of size size) to keep csize bytes,
  * freeing the tail if it can hold a chunk. */
 void mm__shrink_chunk(struct mm_heap_s *h, size_t off, mmsize_t size, mmsize_t csize);
+
+/* An allocation refused for a bad argument: count it, record MM_ERR_INVAL. */
+void mm__fail_invalid(struct mm_heap_s *h);
 
 /* Validation of a user pointer: the chunk's offset, or 0 and what is wrong. */
 #define MM__PTR_OK      0

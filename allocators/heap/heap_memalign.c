@@ -15,7 +15,7 @@ void *mm_memalign_at(struct mm_heap_s *h, size_t alignment, size_t size, const c
     if (h == NULL)
         return NULL;
     if (alignment == 0 || (alignment & (alignment - 1u)) != 0) {
-        h->last_error = MM_ERR_INVAL;
+        mm__fail_invalid(h);
         return NULL;
     }
     if (alignment <= MM__ALIGN)
@@ -23,7 +23,7 @@ void *mm_memalign_at(struct mm_heap_s *h, size_t alignment, size_t size, const c
     mmsize_t csize = mm__chunk_size_for(size);
     if (csize == 0 || alignment > MM__MAX_CHUNK ||
         (size_t)csize + alignment + MM__MINCHUNK > MM__MAX_CHUNK) {
-        h->last_error = csize == 0 ? MM_ERR_INVAL : MM_ERR_NOMEM;
+        mm__fail_invalid(h);
         return NULL;
     }
     mmsize_t want = (mmsize_t)(csize + alignment + MM__MINCHUNK);

@@ -114,7 +114,7 @@ void *mm_realloc_at(struct mm_heap_s *h, void *oldmem, size_t size, const char *
     }
     mmsize_t csize = mm__chunk_size_for(size);
     if (csize == 0) {
-        h->last_error = MM_ERR_INVAL;
+        mm__fail_invalid(h);
         return NULL;
     }
     if (mm__enter(h) != 0)
@@ -145,7 +145,10 @@ void *mm_realloc_at(struct mm_heap_s *h, void *oldmem, size_t size, const char *
         hd->stats.repairs++;
     }
     if (noff != 0) {
-        hd->stats.mallocs++;
+        if (noff != off) { /* moved: counts as an allocation and a free */
+            hd->stats.mallocs++;
+            hd->stats.frees++;
+        }
         mm__debug_on_alloc(h, noff, size, file, line);
     } else {
         hd->stats.failures++;

@@ -57,12 +57,16 @@ int mm_port_lock_init(mm_port_lock_t *lock);
 /* Acquire.  MM_PORT_LOCKED, MM_PORT_LOCKED_OWNER_DIED, or a negative error
  * (-MM_ENOTRECOVERABLE when an earlier repair was abandoned, -MM_EINVAL when
  * the lock's memory was scribbled over). */
+#ifndef MM_PORT_INLINE_LOCK
 int mm_port_lock(mm_port_lock_t *lock);
+#endif
 
 /* After MM_PORT_LOCKED_OWNER_DIED and a successful repair. */
 void mm_port_lock_mark_consistent(mm_port_lock_t *lock);
 
+#ifndef MM_PORT_INLINE_LOCK
 void mm_port_unlock(mm_port_lock_t *lock);
+#endif
 void mm_port_lock_destroy(mm_port_lock_t *lock);
 
 /* Who is calling: the pid on the host, 0 elsewhere.  Recorded in debug

@@ -20,6 +20,8 @@ _Static_assert(MM_EAGAIN == EAGAIN && MM_ENOMEM == ENOMEM && MM_EFAULT == EFAULT
                    MM_EUCLEAN == EUCLEAN && MM_EOWNERDEAD == EOWNERDEAD &&
                    MM_ENOTRECOVERABLE == ENOTRECOVERABLE,
                "mm_errno.h must match the host's errno values");
+_Static_assert(MM_PORT_LOCKED == 0 && MM_PORT_LOCKED_OWNER_DIED == 1,
+               "port_host.h's inline lock returns these values");
 
 int mm_port_lock_init(mm_port_lock_t *lock)
 {
@@ -36,24 +38,9 @@ int mm_port_lock_init(mm_port_lock_t *lock)
     return -err;
 }
 
-int mm_port_lock(mm_port_lock_t *lock)
-{
-    int err = pthread_mutex_lock(lock);
-    if (MM_LIKELY(err == 0))
-        return MM_PORT_LOCKED;
-    if (err == EOWNERDEAD)
-        return MM_PORT_LOCKED_OWNER_DIED;
-    return -err;
-}
-
 void mm_port_lock_mark_consistent(mm_port_lock_t *lock)
 {
     (void)pthread_mutex_consistent(lock);
-}
-
-void mm_port_unlock(mm_port_lock_t *lock)
-{
-    (void)pthread_mutex_unlock(lock);
 }
 
 void mm_port_lock_destroy(mm_port_lock_t *lock)

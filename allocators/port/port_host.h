@@ -13,6 +13,25 @@
 
 typedef pthread_mutex_t mm_port_lock_t;
 
+/* Lock and unlock sit on every malloc and free: inline here rather than a
+ * call into port_host.c.  Results as mm_port.h describes. */
+#define MM_PORT_INLINE_LOCK 1
+
+static inline int mm_port_lock(mm_port_lock_t *lock)
+{
+    int err = pthread_mutex_lock(lock);
+    if (__builtin_expect(err == 0, 1))
+        return 0; /* MM_PORT_LOCKED */
+    if (err == 130) /* EOWNERDEAD, checked against errno.h in port_host.c */
+        return 1;   /* MM_PORT_LOCKED_OWNER_DIED */
+    return -err;
+}
+
+static inline void mm_port_unlock(mm_port_lock_t *lock)
+{
+    (void)pthread_mutex_unlock(lock);
+}
+
 
 /* Claim a free slot flag (0 -> 1) and release it; threads may race. */
 static inline _Bool mm_port_claim(uint32_t *flag)
