@@ -294,8 +294,7 @@ void mm_free(struct mm_heap_s *h, void *mem)
     int why;
     size_t off = mm__user_chunk(h, mem, &why);
     if (MM_UNLIKELY(why != MM__PTR_OK)) {
-        enum mm_misuse what =
-            why == MM__PTR_FREED ? MM_MISUSE_DOUBLE_FREE : MM_MISUSE_FOREIGN_FREE;
+        enum mm_misuse what = why == MM__PTR_FREED ? MM_MISUSE_DOUBLE_FREE : MM_MISUSE_FOREIGN_FREE;
         if (what == MM_MISUSE_DOUBLE_FREE)
             hd->stats.double_frees++;
         else

@@ -18,8 +18,7 @@ static struct mm__debug_rec *mm__rec(const struct mm_heap_s *h, size_t off)
     return (struct mm__debug_rec *)(void *)(h->base + off + MM__HDR);
 }
 
-void mm__debug_on_alloc(struct mm_heap_s *h, size_t off, size_t reqsize, const char *file,
-                        int line)
+void mm__debug_on_alloc(struct mm_heap_s *h, size_t off, size_t reqsize, const char *file, int line)
 {
     struct mm__debug_rec *rec = mm__rec(h, off);
     rec->owner = mm_port_owner_id();

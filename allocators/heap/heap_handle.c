@@ -99,10 +99,10 @@ struct mm_heap_s *mm_attach(void *heapstart, size_t heapsize)
         heapsize < sizeof(struct mm__header))
         return NULL;
     const struct mm__header *hd = heapstart;
-    if (__atomic_load_n(&hd->magic, __ATOMIC_ACQUIRE) != MM__MAGIC ||
-        hd->version != MM__VERSION || hd->size_bytes != sizeof(mmsize_t) ||
-        hd->debug != MM_CONFIG_DEBUG || hd->header_size != sizeof(struct mm__header) ||
-        hd->nregions == 0 || hd->nregions > MM_CONFIG_REGIONS || hd->span > heapsize ||
+    if (__atomic_load_n(&hd->magic, __ATOMIC_ACQUIRE) != MM__MAGIC || hd->version != MM__VERSION ||
+        hd->size_bytes != sizeof(mmsize_t) || hd->debug != MM_CONFIG_DEBUG ||
+        hd->header_size != sizeof(struct mm__header) || hd->nregions == 0 ||
+        hd->nregions > MM_CONFIG_REGIONS || hd->span > heapsize ||
         hd->span > (uint64_t)MM_MAX_HEAPSIZE)
         return NULL;
 

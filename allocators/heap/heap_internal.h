@@ -118,10 +118,10 @@ struct mm__header {
     uint8_t size_bytes; /* sizeof(mmsize_t): the model */
     uint8_t debug;      /* MM_CONFIG_DEBUG: the chunk layout */
     uint32_t header_size;
-    uint32_t state;    /* MM__STATE_* */
+    uint32_t state; /* MM__STATE_* */
     uint32_t nregions;
-    uint32_t seq;      /* allocation sequence, for debug records */
-    uint64_t span;     /* bytes from base to the end of the last region */
+    uint32_t seq;  /* allocation sequence, for debug records */
+    uint64_t span; /* bytes from base to the end of the last region */
     struct mm__region region[MM_CONFIG_REGIONS];
     struct mm_heap_stats stats;
     char name[32];
@@ -134,8 +134,8 @@ struct mm__header {
 /* ---- The process-local handle ---------------------------------------- */
 
 struct mm_heap_s {
-    uint8_t *base;  /* this process's address of the heap */
-    size_t limit;   /* bytes mapped from base: no offset at or past it is read */
+    uint8_t *base; /* this process's address of the heap */
+    size_t limit;  /* bytes mapped from base: no offset at or past it is read */
     uint32_t in_use;
     enum mm_error last_error;
 };
@@ -182,7 +182,8 @@ static inline mmsize_t mm__chunk_size_for(size_t size)
 {
     if (size > MM__MAX_REQUEST)
         return 0;
-    size_t c = (size + MM__USER_OFFSET + MM__GUARD_SIZE + MM__ALIGN - 1u) & ~(size_t)(MM__ALIGN - 1u);
+    size_t c =
+        (size + MM__USER_OFFSET + MM__GUARD_SIZE + MM__ALIGN - 1u) & ~(size_t)(MM__ALIGN - 1u);
     return c < MM__MINCHUNK ? MM__MINCHUNK : (mmsize_t)c;
 }
 

@@ -9,8 +9,7 @@
  */
 #include "heap_internal.h"
 
-void *mm_memalign_at(struct mm_heap_s *h, size_t alignment, size_t size, const char *file,
-                     int line)
+void *mm_memalign_at(struct mm_heap_s *h, size_t alignment, size_t size, const char *file, int line)
 {
     if (h == NULL)
         return NULL;

@@ -123,8 +123,7 @@ void *mm_realloc_at(struct mm_heap_s *h, void *oldmem, size_t size, const char *
     int why;
     size_t off = mm__user_chunk(h, oldmem, &why);
     if (why != MM__PTR_OK) {
-        enum mm_misuse what =
-            why == MM__PTR_FREED ? MM_MISUSE_DOUBLE_FREE : MM_MISUSE_FOREIGN_FREE;
+        enum mm_misuse what = why == MM__PTR_FREED ? MM_MISUSE_DOUBLE_FREE : MM_MISUSE_FOREIGN_FREE;
         if (what == MM_MISUSE_DOUBLE_FREE)
             hd->stats.double_frees++;
         else

@@ -17,7 +17,7 @@ static bool mm__rebuild_region(struct mm_heap_s *h, unsigned i)
     if (!mm__region_bounds(h, i, &start, &end))
         return false;
 
-    size_t off = start, run = 0;  /* run: offset of a pending free run, or 0 */
+    size_t off = start, run = 0; /* run: offset of a pending free run, or 0 */
     mmsize_t prev = 0, run_size = 0;
     while (off < end) {
         struct mm__chunk *c = mm__chunk(h, off);

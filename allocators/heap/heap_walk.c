@@ -9,8 +9,7 @@
  */
 #include "heap_internal.h"
 
-typedef bool (*mm__visit_fn)(struct mm_heap_s *h, size_t off, const struct mm__chunk *c,
-                             void *arg);
+typedef bool (*mm__visit_fn)(struct mm_heap_s *h, size_t off, const struct mm__chunk *c, void *arg);
 
 /* Walk every region.  Returns the number of chain problems found (bad
  * sizes, prev_size mismatches, missing sentinels); stops early when visit

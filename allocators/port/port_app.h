@@ -20,7 +20,6 @@ void mm_app_unlock(mm_port_lock_t *lock);
 int mm_app_wait(uint32_t *word, uint32_t expected, int32_t timeout_ms);
 void mm_app_wake(uint32_t *word, uint32_t count);
 
-
 /* Claim and release slot flags.  Handles are taken at start-up on a
  * microcontroller; callers that create heaps from several threads at once
  * serialize those calls themselves. */

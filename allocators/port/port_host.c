@@ -16,9 +16,8 @@
 
 _Static_assert(MM_EAGAIN == EAGAIN && MM_ENOMEM == ENOMEM && MM_EFAULT == EFAULT &&
                    MM_EBUSY == EBUSY && MM_EINVAL == EINVAL && MM_ENOSPC == ENOSPC &&
-                   MM_EBADMSG == EBADMSG && MM_ETIMEDOUT == ETIMEDOUT &&
-                   MM_EUCLEAN == EUCLEAN && MM_EOWNERDEAD == EOWNERDEAD &&
-                   MM_ENOTRECOVERABLE == ENOTRECOVERABLE,
+                   MM_EBADMSG == EBADMSG && MM_ETIMEDOUT == ETIMEDOUT && MM_EUCLEAN == EUCLEAN &&
+                   MM_EOWNERDEAD == EOWNERDEAD && MM_ENOTRECOVERABLE == ENOTRECOVERABLE,
                "mm_errno.h must match the host's errno values");
 _Static_assert(MM_PORT_LOCKED == 0 && MM_PORT_LOCKED_OWNER_DIED == 1,
                "port_host.h's inline lock returns these values");

@@ -21,7 +21,7 @@ static inline int mm_port_lock(mm_port_lock_t *lock)
 {
     int err = pthread_mutex_lock(lock);
     if (__builtin_expect(err == 0, 1))
-        return 0; /* MM_PORT_LOCKED */
+        return 0;   /* MM_PORT_LOCKED */
     if (err == 130) /* EOWNERDEAD, checked against errno.h in port_host.c */
         return 1;   /* MM_PORT_LOCKED_OWNER_DIED */
     return -err;
@@ -31,7 +31,6 @@ static inline void mm_port_unlock(mm_port_lock_t *lock)
 {
     (void)pthread_mutex_unlock(lock);
 }
-
 
 /* Claim a free slot flag (0 -> 1) and release it; threads may race. */
 static inline _Bool mm_port_claim(uint32_t *flag)

@@ -11,7 +11,6 @@ typedef struct {
     uint32_t unused;
 } mm_port_lock_t;
 
-
 /* Claim and release slot flags: no other thread can race. */
 static inline _Bool mm_port_claim(uint32_t *flag)
 {

@@ -43,12 +43,12 @@ extern "C" {
 
 /* Allocation alignment and per-allocation overhead of the configured model. */
 #if MM_CONFIG_SMALL
-#define MM_ALIGN       4u
-#define MM_OVERHEAD    4u
+#define MM_ALIGN        4u
+#define MM_OVERHEAD     4u
 #define MM_MAX_HEAPSIZE 0x10000ul
 #else
-#define MM_ALIGN       8u
-#define MM_OVERHEAD    8u
+#define MM_ALIGN        8u
+#define MM_OVERHEAD     8u
 #define MM_MAX_HEAPSIZE 0x100000000ull
 #endif
 
@@ -66,25 +66,25 @@ struct mm_mallinfo_s {
 
 /* Counters kept in the heap's header, shared by every process using it. */
 struct mm_heap_stats {
-    uint32_t mallocs;          /* successful allocations (malloc, calloc, realloc moves, memalign) */
-    uint32_t frees;            /* successful frees */
-    uint32_t failures;         /* allocations that returned NULL */
-    uint32_t double_frees;     /* frees of a chunk that was already free */
-    uint32_t foreign_frees;    /* frees of a pointer that is not an allocation of this heap */
-    uint32_t guard_errors;     /* debug builds: a guard after a block was overwritten */
-    uint32_t recoveries;       /* times a locker found the lock's owner dead and rebuilt the lists */
-    uint32_t repairs;          /* free lists rebuilt after corruption was found in them */
+    uint32_t mallocs;       /* successful allocations (malloc, calloc, realloc moves, memalign) */
+    uint32_t frees;         /* successful frees */
+    uint32_t failures;      /* allocations that returned NULL */
+    uint32_t double_frees;  /* frees of a chunk that was already free */
+    uint32_t foreign_frees; /* frees of a pointer that is not an allocation of this heap */
+    uint32_t guard_errors;  /* debug builds: a guard after a block was overwritten */
+    uint32_t recoveries;    /* times a locker found the lock's owner dead and rebuilt the lists */
+    uint32_t repairs;       /* free lists rebuilt after corruption was found in them */
 };
 
 /* Why the last failed call through a handle failed, and why a heap is broken. */
 enum mm_error {
     MM_OK = 0,
-    MM_ERR_NOMEM,    /* no free chunk large enough */
-    MM_ERR_INVAL,    /* bad argument: size overflow, alignment not a power of two, bad pointer */
-    MM_ERR_BROKEN,   /* the chunk chain is broken; the heap refuses work */
-    MM_ERR_LOCK,     /* the lock could not be taken (its memory was overwritten, or not recoverable) */
-    MM_ERR_HANDLES,  /* no free handle in this process (MM_CONFIG_MAX_HEAPS) */
-    MM_ERR_NOTHEAP,  /* the memory does not hold a heap of this build's layout and that size */
+    MM_ERR_NOMEM,  /* no free chunk large enough */
+    MM_ERR_INVAL,  /* bad argument: size overflow, alignment not a power of two, bad pointer */
+    MM_ERR_BROKEN, /* the chunk chain is broken; the heap refuses work */
+    MM_ERR_LOCK, /* the lock could not be taken (its memory was overwritten, or not recoverable) */
+    MM_ERR_HANDLES, /* no free handle in this process (MM_CONFIG_MAX_HEAPS) */
+    MM_ERR_NOTHEAP, /* the memory does not hold a heap of this build's layout and that size */
 };
 
 /* ---- Creating, attaching, releasing ---------------------------------- */
@@ -180,8 +180,7 @@ bool mm_heapmember(struct mm_heap_s *heap, void *mem);
 /* ---- Debug variants (file and line recorded in MM_CONFIG_DEBUG builds) ---- */
 
 void *mm_malloc_at(struct mm_heap_s *heap, size_t size, const char *file, int line);
-void *mm_realloc_at(struct mm_heap_s *heap, void *oldmem, size_t size, const char *file,
-                    int line);
+void *mm_realloc_at(struct mm_heap_s *heap, void *oldmem, size_t size, const char *file, int line);
 void *mm_memalign_at(struct mm_heap_s *heap, size_t alignment, size_t size, const char *file,
                      int line);
 
@@ -215,13 +214,13 @@ const char *mm_strerror(enum mm_error err);
 /* One chunk as mm_memdump shows it.  owner, seq, file and line are set in
  * MM_CONFIG_DEBUG builds for allocated chunks, else zero and "". */
 struct mm_block_info {
-    void *mem;       /* the user pointer (allocated) or the chunk's payload (free) */
-    size_t size;     /* usable bytes: the size asked for in debug builds */
+    void *mem;   /* the user pointer (allocated) or the chunk's payload (free) */
+    size_t size; /* usable bytes: the size asked for in debug builds */
     bool allocated;
-    uint32_t owner;  /* pid of the allocating process on the host */
-    uint32_t seq;    /* allocation sequence number within the heap */
+    uint32_t owner; /* pid of the allocating process on the host */
+    uint32_t seq;   /* allocation sequence number within the heap */
     int line;
-    char file[16];   /* base name of the source file, truncated */
+    char file[16]; /* base name of the source file, truncated */
 };
 
 #define MM_DUMP_ALLOCATED 0x1u
