@@ -10,7 +10,7 @@
  * place (see heap_internal.h), so a process killed at any instruction leaves
  * a chain from which the next locker rebuilds the lists.
  */
-#include "heap_internal.h"
+#include "heap_cache.h"
 
 /* ---- Locking ----------------------------------------------------------- */
 
@@ -19,7 +19,7 @@ void mm__lock_recover(struct mm_heap_s *h)
     struct mm__header *hd = mm__hdr(h);
     /* The owner died mid-operation: the chain is whole (see the rule in
      * heap_internal.h) but the lists and prev_size fields may not be. */
-    (void)mm__rebuild(h);
+    (void)mm__rebuild(h, true);
     hd->stats.recoveries++;
     mm_port_lock_mark_consistent(&hd->lock);
 }
@@ -43,9 +43,10 @@ size_t mm__user_chunk(const struct mm_heap_s *h, const void *mem, int *why)
         return 0;
     if (mm__chunk(h, off + size)->prev_size != size)
         return 0;
-    if (!mm__is_alloc(c)) {
+    if (!mm__is_alloc(c) || (c->size & MM__CACHED_BIT) != 0) {
         /* A chunk header with a plausible size whose allocated bit is
-         * clear: this block was freed (maybe merged into a neighbour). */
+         * clear: this block was freed (maybe merged into a neighbour), or
+         * it sits in a thread's cache. */
         *why = MM__PTR_FREED;
         return 0;
     }
@@ -200,41 +201,55 @@ void mm__shrink_chunk(struct mm_heap_s *h, size_t off, mmsize_t size, mmsize_t c
         /* Lists corrupted: rebuild them; the tail, free in the chain once
          * its bit is cleared, goes into them with the rest. */
         r->size = rest;
-        (void)mm__rebuild(h);
+        (void)mm__rebuild(h, false);
         mm__hdr(h)->stats.repairs++;
     }
 }
 
 /* ---- Public entry points -------------------------------------------------- */
 
-void mm__fail_invalid(struct mm_heap_s *h)
+void mm__misuse_leave(struct mm_heap_s *h, int why, const void *mem)
 {
+    struct mm__header *hd = mm__hdr(h);
+    enum mm_misuse what = why == MM__PTR_FREED ? MM_MISUSE_DOUBLE_FREE : MM_MISUSE_FOREIGN_FREE;
+    if (what == MM_MISUSE_DOUBLE_FREE)
+        hd->stats.double_frees++;
+    else
+        hd->stats.foreign_frees++;
     h->last_error = MM_ERR_INVAL;
+    mm__leave(h);
+    mm__report_misuse(h, what, mem);
+}
+
+bool mm__failed(struct mm_heap_s *h, bool retried)
+{
+    enum mm_error err = h->last_error;
+    /* What this thread keeps cached may be what is missing. */
+    if (!retried && err == MM_ERR_NOMEM && mm__cache_flush_mine(h) != 0)
+        return true;
     if (mm__lock(h) == 0) {
         mm__hdr(h)->stats.failures++;
         mm__leave(h);
     }
-    h->last_error = MM_ERR_INVAL;
+    h->last_error = err;
+    return false;
 }
 
 /* Run an allocation under the lock, repairing corrupted lists once. */
-static size_t mm__alloc_locked(struct mm_heap_s *h, mmsize_t csize)
+size_t mm__alloc_locked(struct mm_heap_s *h, mmsize_t csize)
 {
     struct mm__header *hd = mm__hdr(h);
     for (int attempt = 0;; attempt++) {
         bool retry = false;
         size_t off = mm__alloc_chunk(h, csize, &retry);
         if (MM_LIKELY(!retry)) {
-            if (off != 0) {
+            if (off != 0)
                 hd->stats.mallocs++;
-            } else {
-                hd->stats.failures++;
+            else
                 h->last_error = MM_ERR_NOMEM;
-            }
             return off;
         }
-        if (attempt == 1 || !mm__rebuild(h)) {
-            hd->stats.failures++;
+        if (attempt == 1 || !mm__rebuild(h, false)) {
             h->last_error = MM_ERR_BROKEN;
             return 0;
         }
@@ -242,15 +257,18 @@ static size_t mm__alloc_locked(struct mm_heap_s *h, mmsize_t csize)
     }
 }
 
-void *mm_malloc_at(struct mm_heap_s *h, size_t size, const char *file, int line)
+static void *mm__malloc_once(struct mm_heap_s *h, size_t size, const char *file, int line)
 {
-    if (MM_UNLIKELY(h == NULL))
-        return NULL;
     mmsize_t csize = mm__chunk_size_for(size);
     if (MM_UNLIKELY(csize == 0)) {
-        mm__fail_invalid(h);
+        h->last_error = MM_ERR_INVAL;
         return NULL;
     }
+#if MM_CONFIG_CACHE
+    size_t coff = mm__cache_pop(h, csize);
+    if (coff != 0)
+        return h->base + coff + MM__USER_OFFSET;
+#endif
     if (MM_UNLIKELY(mm__enter(h) != 0))
         return NULL;
     size_t off = mm__alloc_locked(h, csize);
@@ -258,6 +276,17 @@ void *mm_malloc_at(struct mm_heap_s *h, size_t size, const char *file, int line)
         mm__debug_on_alloc(h, off, size, file, line);
     mm__leave(h);
     return off != 0 ? h->base + off + MM__USER_OFFSET : NULL;
+}
+
+void *mm_malloc_at(struct mm_heap_s *h, size_t size, const char *file, int line)
+{
+    if (MM_UNLIKELY(h == NULL))
+        return NULL;
+    for (bool retried = false;; retried = true) {
+        void *p = mm__malloc_once(h, size, file, line);
+        if (MM_LIKELY(p != NULL) || !mm__failed(h, retried))
+            return p;
+    }
 }
 
 void *mm_malloc(struct mm_heap_s *h, size_t size)
@@ -278,7 +307,8 @@ void *mm_calloc(struct mm_heap_s *h, size_t n, size_t elem_size)
     if (h == NULL)
         return NULL;
     if (elem_size != 0 && n > (size_t)-1 / elem_size) {
-        mm__fail_invalid(h);
+        h->last_error = MM_ERR_INVAL;
+        (void)mm__failed(h, true);
         return NULL;
     }
     return mm_zalloc(h, n * elem_size);
@@ -288,25 +318,22 @@ void mm_free(struct mm_heap_s *h, void *mem)
 {
     if (mem == NULL || h == NULL)
         return;
+#if MM_CONFIG_CACHE
+    if (mm__cache_push(h, mem))
+        return;
+#endif
     if (mm__enter(h) != 0)
         return;
     struct mm__header *hd = mm__hdr(h);
     int why;
     size_t off = mm__user_chunk(h, mem, &why);
     if (MM_UNLIKELY(why != MM__PTR_OK)) {
-        enum mm_misuse what = why == MM__PTR_FREED ? MM_MISUSE_DOUBLE_FREE : MM_MISUSE_FOREIGN_FREE;
-        if (what == MM_MISUSE_DOUBLE_FREE)
-            hd->stats.double_frees++;
-        else
-            hd->stats.foreign_frees++;
-        h->last_error = MM_ERR_INVAL;
-        mm__leave(h);
-        mm__report_misuse(h, what, mem);
+        mm__misuse_leave(h, why, mem);
         return;
     }
     bool guard_ok = mm__debug_on_free(h, off);
     if (MM_UNLIKELY(mm__free_chunk(h, off) != MM__DONE)) {
-        if (mm__rebuild(h)) {
+        if (mm__rebuild(h, false)) {
             hd->stats.repairs++;
             if (mm__free_chunk(h, off) != MM__DONE)
                 h->last_error = MM_ERR_BROKEN;

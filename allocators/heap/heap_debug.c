@@ -21,7 +21,7 @@ static struct mm__debug_rec *mm__rec(const struct mm_heap_s *h, size_t off)
 void mm__debug_on_alloc(struct mm_heap_s *h, size_t off, size_t reqsize, const char *file, int line)
 {
     struct mm__debug_rec *rec = mm__rec(h, off);
-    rec->owner = mm_port_owner_id();
+    rec->owner = mm__owner();
     rec->seq = ++mm__hdr(h)->seq;
     rec->reqsize = (uint32_t)reqsize;
     rec->line = line;
@@ -55,6 +55,16 @@ bool mm__debug_guard_ok(const struct mm_heap_s *h, size_t off)
         if (g[i] != MM_CONFIG_GUARD_FILL)
             return false;
     return true;
+}
+
+void mm__debug_reset(struct mm_heap_s *h, size_t off)
+{
+    size_t room = (size_t)mm__size_of(mm__chunk(h, off)) - MM__USER_OFFSET - MM__GUARD_SIZE;
+    struct mm__debug_rec *rec = mm__rec(h, off);
+    memset(rec, 0, sizeof(*rec));
+    rec->reqsize = (uint32_t)room;
+    rec->file[0] = '?';
+    memset(h->base + off + MM__USER_OFFSET + room, MM_CONFIG_GUARD_FILL, MM__GUARD_SIZE);
 }
 
 bool mm__debug_on_free(struct mm_heap_s *h, size_t off)

@@ -7,19 +7,37 @@
  * the (untrusted) header after validating it, so that a scribbled header can
  * make operations fail but never make them read outside the mapping.
  */
-#include "heap_internal.h"
+#include "heap_cache.h"
 
 static struct mm_heap_s g_handles[MM_CONFIG_MAX_HEAPS];
 static mm_misuse_fn g_misuse_fn;
 static void *g_misuse_arg;
 
+/* Bytes one thread may keep cached for a heap of this size: enough for the
+ * cache to matter, little enough not to starve other users. */
+static size_t mm__cache_cap_for(size_t heapsize)
+{
+#if MM_CONFIG_CACHE
+    size_t cap = heapsize / 32u;
+    return cap > ((size_t)4u << 20) ? ((size_t)4u << 20) : cap;
+#else
+    (void)heapsize;
+    return 0;
+#endif
+}
+
 static struct mm_heap_s *mm__handle_claim(uint8_t *base, size_t limit)
 {
+#if MM_CONFIG_PORT == MM_PORT_HOST
+    mm_port_install_hooks(); /* owner ids and caches must see fork() */
+#endif
     for (unsigned i = 0; i < MM_CONFIG_MAX_HEAPS; i++) {
         struct mm_heap_s *h = &g_handles[i];
         if (h->in_use == 0 && mm_port_claim(&h->in_use)) {
             h->base = base;
             h->limit = limit;
+            h->gen++;
+            h->cache_cap = mm__cache_cap_for(limit);
             h->last_error = MM_OK;
             return h;
         }
@@ -29,6 +47,10 @@ static struct mm_heap_s *mm__handle_claim(uint8_t *base, size_t limit)
 
 static void mm__handle_release(struct mm_heap_s *h)
 {
+    h->gen++;
+    h->cache_cap = 0;
+    h->r0_start = 0;
+    h->r0_end = 0;
     h->base = NULL;
     h->limit = 0;
     mm_port_release(&h->in_use);
@@ -58,7 +80,7 @@ static size_t mm__align_up(size_t x)
 
 struct mm_heap_s *mm_initialize(const char *name, void *heapstart, size_t heapsize)
 {
-    if (heapstart == NULL || ((uintptr_t)heapstart & (MM__ALIGN - 1u)) != 0 ||
+    if (heapstart == NULL || ((uintptr_t)heapstart & (MM_START_ALIGN - 1u)) != 0 ||
         (uint64_t)heapsize > (uint64_t)MM_MAX_HEAPSIZE)
         return NULL;
     size_t first = mm__align_up(sizeof(struct mm__header));
@@ -88,6 +110,8 @@ struct mm_heap_s *mm_initialize(const char *name, void *heapstart, size_t heapsi
     }
     mm__region_init(h, 0, first, end);
     hd->nregions = 1;
+    h->r0_start = first;
+    h->r0_end = end;
     /* The magic goes in last: until then mm_attach refuses the memory. */
     __atomic_store_n(&hd->magic, MM__MAGIC, __ATOMIC_RELEASE);
     return h;
@@ -95,7 +119,7 @@ struct mm_heap_s *mm_initialize(const char *name, void *heapstart, size_t heapsi
 
 struct mm_heap_s *mm_attach(void *heapstart, size_t heapsize)
 {
-    if (heapstart == NULL || ((uintptr_t)heapstart & (MM__ALIGN - 1u)) != 0 ||
+    if (heapstart == NULL || ((uintptr_t)heapstart & (MM_START_ALIGN - 1u)) != 0 ||
         heapsize < sizeof(struct mm__header))
         return NULL;
     const struct mm__header *hd = heapstart;
@@ -116,20 +140,27 @@ struct mm_heap_s *mm_attach(void *heapstart, size_t heapsize)
             mm__handle_release(h);
             return NULL;
         }
+        if (i == 0) {
+            h->r0_start = s;
+            h->r0_end = e;
+        }
     }
     return h;
 }
 
 void mm_detach(struct mm_heap_s *h)
 {
-    if (h != NULL && h->in_use != 0)
+    if (h != NULL && h->in_use != 0) {
+        mm__cache_flush_mine(h);
         mm__handle_release(h);
+    }
 }
 
 void mm_uninitialize(struct mm_heap_s *h)
 {
     if (h == NULL || h->in_use == 0)
         return;
+    mm__cache_drop_mine(h);
     struct mm__header *hd = mm__hdr(h);
     __atomic_store_n(&hd->magic, 0u, __ATOMIC_RELEASE);
     hd->state = MM__STATE_BROKEN;
@@ -176,8 +207,10 @@ struct mm_heap_stats mm_heap_stats(struct mm_heap_s *h)
 {
     struct mm_heap_stats st;
     memset(&st, 0, sizeof(st));
-    if (h != NULL && h->in_use != 0)
+    if (h != NULL && h->in_use != 0) {
+        mm__cache_flush_mine(h); /* fold this thread's cached operations in */
         memcpy(&st, &mm__hdr(h)->stats, sizeof(st));
+    }
     return st;
 }
 
@@ -212,6 +245,48 @@ const char *mm_strerror(enum mm_error err)
         return "memory holds no heap of this layout and size";
     }
     return "unknown error";
+}
+
+/* ---- Owner ids ---------------------------------------------------------- */
+
+static uint32_t g_owner_id; /* set by mm_set_owner_id; 0: the port's (pid) */
+static uint32_t g_port_owner;
+#if MM_CONFIG_PORT == MM_PORT_HOST
+static uint32_t g_owner_fork_gen, g_port_owner_fork_gen;
+#define MM__FORK_GEN() mm_port_fork_generation()
+#else
+static const uint32_t g_owner_fork_gen = 0, g_port_owner_fork_gen = 0;
+#define MM__FORK_GEN() 0u
+#endif
+
+void mm_set_owner_id(uint32_t id)
+{
+    g_owner_id = id;
+#if MM_CONFIG_CACHE
+    mm__owner_gen++;
+#endif
+#if MM_CONFIG_PORT == MM_PORT_HOST
+    g_owner_fork_gen = MM__FORK_GEN();
+#endif
+}
+
+uint32_t mm__owner(void)
+{
+    /* An id set before fork() belongs to the parent. */
+    if (g_owner_id != 0 && g_owner_fork_gen == MM__FORK_GEN())
+        return g_owner_id;
+    if (g_port_owner == 0 || g_port_owner_fork_gen != MM__FORK_GEN()) {
+        g_port_owner = mm_port_owner_id();
+#if MM_CONFIG_PORT == MM_PORT_HOST
+        g_port_owner_fork_gen = MM__FORK_GEN();
+#endif
+    }
+    return g_port_owner;
+}
+
+uint32_t mm_owner_id(void)
+{
+    return mm__owner();
 }
 
 void mm_set_misuse_callback(mm_misuse_fn fn, void *arg)

@@ -60,6 +60,10 @@ typedef uint32_t mmsize_t;
 #define MM__ALLOC_BIT ((mmsize_t)1u)
 #define MM__SIZE_MASK ((mmsize_t) ~(mmsize_t)(MM__ALIGN - 1u))
 
+/* A chunk held in some thread's cache (heap_cache.c): allocated as far as
+ * the heap is concerned, free as far as its user is.  Large model only. */
+#define MM__CACHED_BIT ((mmsize_t)2u)
+
 _Static_assert(MM__ALIGN == MM_ALIGN, "mm.h and the heap must agree on alignment");
 _Static_assert(MM__HDR == MM_OVERHEAD, "mm.h and the heap must agree on overhead");
 
@@ -131,12 +135,19 @@ struct mm__header {
     mmsize_t heads[MM__FL_COUNT][MM__SL_COUNT];
 };
 
+_Static_assert(_Alignof(struct mm__header) <= MM_START_ALIGN,
+               "a heap start aligned to MM_START_ALIGN aligns the header");
+
 /* ---- The process-local handle ---------------------------------------- */
 
 struct mm_heap_s {
     uint8_t *base; /* this process's address of the heap */
     size_t limit;  /* bytes mapped from base: no offset at or past it is read */
     uint32_t in_use;
+    uint32_t gen;     /* changes whenever the handle is taken or released */
+    size_t cache_cap; /* bytes each thread may keep cached; 0: no cache */
+    size_t r0_start;  /* region 0's bounds, validated when the handle was made */
+    size_t r0_end;
     enum mm_error last_error;
 };
 
@@ -317,8 +328,20 @@ int mm__free_chunk(struct mm_heap_s *h, size_t off);
  * freeing the tail if it can hold a chunk. */
 void mm__shrink_chunk(struct mm_heap_s *h, size_t off, mmsize_t size, mmsize_t csize);
 
-/* An allocation refused for a bad argument: count it, record MM_ERR_INVAL. */
-void mm__fail_invalid(struct mm_heap_s *h);
+/* Under the lock: mm__alloc_chunk, repairing corrupted lists once, and
+ * counting the allocation.  0 with h->last_error set when it fails (the
+ * caller counts the failure). */
+size_t mm__alloc_locked(struct mm_heap_s *h, mmsize_t csize);
+
+/* Under the lock: count a misused pointer (why from mm__user_chunk), unlock,
+ * and report it to the misuse callback. */
+void mm__misuse_leave(struct mm_heap_s *h, int why, const void *mem);
+
+/* An allocation through h returned NULL, h->last_error says why.  If it was
+ * for want of memory and this thread had blocks of h cached, they are given
+ * back and the caller should try once more (true; retried says whether it
+ * already did).  Otherwise the failure is counted (false). */
+bool mm__failed(struct mm_heap_s *h, bool retried);
 
 /* Validation of a user pointer: the chunk's offset, or 0 and what is wrong. */
 #define MM__PTR_OK      0
@@ -353,8 +376,9 @@ MM__HOT int mm__region_of(const struct mm_heap_s *h, size_t off, size_t *start, 
 }
 
 /* Rebuild every free list from the chunk chains (heap_recover.c).  Marks
- * the heap broken and returns false if a chain is broken. */
-bool mm__rebuild(struct mm_heap_s *h);
+ * the heap broken and returns false if a chain is broken.  crashed: the
+ * lock's owner died mid-operation (debug records may be half written). */
+bool mm__rebuild(struct mm_heap_s *h, bool crashed);
 
 /* Report misuse: count it, call the process's callback after unlocking
  * (the caller passes what to report). */
@@ -367,6 +391,7 @@ void mm__debug_on_alloc(struct mm_heap_s *h, size_t off, size_t reqsize, const c
 bool mm__debug_on_free(struct mm_heap_s *h, size_t off); /* false: guard overwritten */
 size_t mm__usable_size(const struct mm_heap_s *h, size_t off);
 bool mm__debug_guard_ok(const struct mm_heap_s *h, size_t off);
+void mm__debug_reset(struct mm_heap_s *h, size_t off);
 #else
 static inline void mm__debug_on_alloc(struct mm_heap_s *h, size_t off, size_t reqsize,
                                       const char *file, int line)
@@ -387,7 +412,53 @@ static inline bool mm__debug_guard_ok(const struct mm_heap_s *h, size_t off)
     (void)h, (void)off;
     return true;
 }
+static inline void mm__debug_reset(struct mm_heap_s *h, size_t off)
+{
+    (void)h, (void)off;
+}
 #endif
+
+/* ---- The per-thread cache (heap_cache.c) ---------------------------------- */
+
+/* The host port gets a cache unless the model or debug records rule it out:
+ * the small model has no spare header bit, and debug records want every
+ * allocation to pass through the heap. */
+#ifndef MM_CONFIG_CACHE
+#if MM_CONFIG_PORT == MM_PORT_HOST && !MM_CONFIG_SMALL && !MM_CONFIG_DEBUG
+#define MM_CONFIG_CACHE 1
+#else
+#define MM_CONFIG_CACHE 0
+#endif
+#endif
+
+#if MM_CONFIG_CACHE
+_Static_assert(!MM_CONFIG_SMALL && MM__ALIGN >= 4u, "the cached bit needs 4-byte chunk sizes");
+
+/* Chunks of the first MM__CACHE_FL first-level classes (below 8 KiB in the
+ * large model) are cached, at most MM__CACHE_DEPTH per class. */
+#define MM__CACHE_FL    6u
+#define MM__CACHE_BINS  (MM__CACHE_FL * MM__SL_COUNT)
+#define MM__CACHE_DEPTH 32u
+
+/* Give the calling thread's cached blocks of h back to the heap; returns
+ * how many bytes came back. */
+size_t mm__cache_flush_mine(struct mm_heap_s *h);
+/* Forget the calling thread's cache of h without touching the heap. */
+void mm__cache_drop_mine(struct mm_heap_s *h);
+#else
+static inline size_t mm__cache_flush_mine(struct mm_heap_s *h)
+{
+    (void)h;
+    return 0;
+}
+static inline void mm__cache_drop_mine(struct mm_heap_s *h)
+{
+    (void)h;
+}
+#endif
+
+/* The owner id recorded in cached blocks and debug records. */
+uint32_t mm__owner(void);
 
 /* Test-only crash points inside critical sections. */
 #if MM_CONFIG_CRASH_HOOKS

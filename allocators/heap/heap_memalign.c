@@ -9,40 +9,17 @@
  */
 #include "heap_internal.h"
 
-void *mm_memalign_at(struct mm_heap_s *h, size_t alignment, size_t size, const char *file, int line)
+/* One attempt; NULL with h->last_error set, failures not counted. */
+static void *mm__memalign_once(struct mm_heap_s *h, size_t alignment, size_t size, mmsize_t csize,
+                               const char *file, int line)
 {
-    if (h == NULL)
-        return NULL;
-    if (alignment == 0 || (alignment & (alignment - 1u)) != 0) {
-        mm__fail_invalid(h);
-        return NULL;
-    }
-    if (alignment <= MM__ALIGN)
-        return mm_malloc_at(h, size, file, line);
-    mmsize_t csize = mm__chunk_size_for(size);
-    if (csize == 0 || alignment > MM__MAX_CHUNK ||
-        (size_t)csize + alignment + MM__MINCHUNK > MM__MAX_CHUNK) {
-        mm__fail_invalid(h);
-        return NULL;
-    }
     mmsize_t want = (mmsize_t)(csize + alignment + MM__MINCHUNK);
 
     if (mm__enter(h) != 0)
         return NULL;
     struct mm__header *hd = mm__hdr(h);
-    size_t off = 0;
-    for (int attempt = 0; attempt < 2; attempt++) {
-        bool retry = false;
-        off = mm__alloc_chunk(h, want, &retry);
-        if (!retry)
-            break;
-        if (!mm__rebuild(h))
-            break;
-        hd->stats.repairs++;
-    }
+    size_t off = mm__alloc_locked(h, want);
     if (off == 0) {
-        hd->stats.failures++;
-        h->last_error = hd->state == MM__STATE_OK ? MM_ERR_NOMEM : MM_ERR_BROKEN;
         mm__leave(h);
         return NULL;
     }
@@ -62,17 +39,41 @@ void *mm_memalign_at(struct mm_heap_s *h, size_t alignment, size_t size, const c
         mm__chunk(h, off)->size = (mmsize_t)(gap | MM__ALLOC_BIT); /* publishes */
         if (mm__free_chunk(h, off) != MM__DONE) {
             mm__chunk(h, off)->size = (mmsize_t)gap;
-            if (mm__rebuild(h))
+            if (mm__rebuild(h, false))
                 hd->stats.repairs++;
         }
         off = aoff;
         total = (mmsize_t)(total - gap);
     }
     mm__shrink_chunk(h, off, total, csize);
-    hd->stats.mallocs++;
     mm__debug_on_alloc(h, off, size, file, line);
     mm__leave(h);
     return h->base + off + MM__USER_OFFSET;
+}
+
+void *mm_memalign_at(struct mm_heap_s *h, size_t alignment, size_t size, const char *file, int line)
+{
+    if (h == NULL)
+        return NULL;
+    if (alignment == 0 || (alignment & (alignment - 1u)) != 0) {
+        h->last_error = MM_ERR_INVAL;
+        (void)mm__failed(h, true);
+        return NULL;
+    }
+    if (alignment <= MM__ALIGN)
+        return mm_malloc_at(h, size, file, line);
+    mmsize_t csize = mm__chunk_size_for(size);
+    if (csize == 0 || alignment > MM__MAX_CHUNK ||
+        (size_t)csize + alignment + MM__MINCHUNK > MM__MAX_CHUNK) {
+        h->last_error = MM_ERR_INVAL;
+        (void)mm__failed(h, true);
+        return NULL;
+    }
+    for (bool retried = false;; retried = true) {
+        void *p = mm__memalign_once(h, alignment, size, csize, file, line);
+        if (p != NULL || !mm__failed(h, retried))
+            return p;
+    }
 }
 
 void *mm_memalign(struct mm_heap_s *h, size_t alignment, size_t size)

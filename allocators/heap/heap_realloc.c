@@ -93,13 +93,57 @@ static size_t mm__resize(struct mm_heap_s *h, size_t off, mmsize_t csize, bool *
         return 0;
     memcpy(h->base + noff + MM__USER_OFFSET, h->base + off + MM__USER_OFFSET,
            mm__usable_size(h, off));
+    (void)mm__debug_on_free(h, off); /* fill; the guard was checked already */
     if (mm__free_chunk(h, off) != MM__DONE) {
         /* The new block is ours and allocated in the chain; the old one is
          * still allocated too.  Rebuild the lists and free it again. */
-        if (mm__rebuild(h))
+        if (mm__rebuild(h, false))
             (void)mm__free_chunk(h, off);
     }
     return noff;
+}
+
+/* One attempt; NULL with h->last_error set, failures not counted.  The
+ * guard of the old block is checked on the first attempt only. */
+static void *mm__realloc_once(struct mm_heap_s *h, void *oldmem, size_t size, mmsize_t csize,
+                              const char *file, int line, bool first)
+{
+    if (mm__enter(h) != 0)
+        return NULL;
+    struct mm__header *hd = mm__hdr(h);
+    int why;
+    size_t off = mm__user_chunk(h, oldmem, &why);
+    if (why != MM__PTR_OK) {
+        mm__misuse_leave(h, why, oldmem);
+        return NULL;
+    }
+    /* Bytes written past the block would be moved or overwritten below. */
+    bool guard_ok = !first || mm__debug_guard_ok(h, off);
+    if (!guard_ok)
+        hd->stats.guard_errors++;
+    size_t noff = 0;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        bool retry = false;
+        noff = mm__resize(h, off, csize, &retry);
+        if (!retry)
+            break;
+        if (!mm__rebuild(h, false))
+            break;
+        hd->stats.repairs++;
+    }
+    if (noff != 0) {
+        if (noff != off) { /* moved: counts as an allocation and a free */
+            hd->stats.mallocs++;
+            hd->stats.frees++;
+        }
+        mm__debug_on_alloc(h, noff, size, file, line);
+    } else {
+        h->last_error = hd->state == MM__STATE_OK ? MM_ERR_NOMEM : MM_ERR_BROKEN;
+    }
+    mm__leave(h);
+    if (!guard_ok)
+        mm__report_misuse(h, MM_MISUSE_GUARD, oldmem);
+    return noff != 0 ? h->base + noff + MM__USER_OFFSET : NULL;
 }
 
 void *mm_realloc_at(struct mm_heap_s *h, void *oldmem, size_t size, const char *file, int line)
@@ -114,47 +158,15 @@ void *mm_realloc_at(struct mm_heap_s *h, void *oldmem, size_t size, const char *
     }
     mmsize_t csize = mm__chunk_size_for(size);
     if (csize == 0) {
-        mm__fail_invalid(h);
-        return NULL;
-    }
-    if (mm__enter(h) != 0)
-        return NULL;
-    struct mm__header *hd = mm__hdr(h);
-    int why;
-    size_t off = mm__user_chunk(h, oldmem, &why);
-    if (why != MM__PTR_OK) {
-        enum mm_misuse what = why == MM__PTR_FREED ? MM_MISUSE_DOUBLE_FREE : MM_MISUSE_FOREIGN_FREE;
-        if (what == MM_MISUSE_DOUBLE_FREE)
-            hd->stats.double_frees++;
-        else
-            hd->stats.foreign_frees++;
         h->last_error = MM_ERR_INVAL;
-        mm__leave(h);
-        mm__report_misuse(h, what, oldmem);
+        (void)mm__failed(h, true);
         return NULL;
     }
-    size_t noff = 0;
-    for (int attempt = 0; attempt < 2; attempt++) {
-        bool retry = false;
-        noff = mm__resize(h, off, csize, &retry);
-        if (!retry)
-            break;
-        if (!mm__rebuild(h))
-            break;
-        hd->stats.repairs++;
+    for (bool retried = false;; retried = true) {
+        void *p = mm__realloc_once(h, oldmem, size, csize, file, line, !retried);
+        if (p != NULL || !mm__failed(h, retried))
+            return p;
     }
-    if (noff != 0) {
-        if (noff != off) { /* moved: counts as an allocation and a free */
-            hd->stats.mallocs++;
-            hd->stats.frees++;
-        }
-        mm__debug_on_alloc(h, noff, size, file, line);
-    } else {
-        hd->stats.failures++;
-        h->last_error = hd->state == MM__STATE_OK ? MM_ERR_NOMEM : MM_ERR_BROKEN;
-    }
-    mm__leave(h);
-    return noff != 0 ? h->base + noff + MM__USER_OFFSET : NULL;
 }
 
 void *mm_realloc(struct mm_heap_s *h, void *oldmem, size_t size)

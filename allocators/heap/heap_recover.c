@@ -8,10 +8,15 @@
  * process left unmerged, and link every free chunk afresh.  O(chunks).
  * If the chain itself does not reach a region's sentinel, nothing can be
  * trusted: the heap is marked broken and refuses further work.
+ *
+ * In debug builds a process that died inside malloc or free may leave an
+ * allocated chunk whose record and guard it had not finished writing (or had
+ * begun to overwrite with the free fill); after a crash, such records are
+ * reset to "unknown" so that the heap checks clean, and counted.
  */
 #include "heap_internal.h"
 
-static bool mm__rebuild_region(struct mm_heap_s *h, unsigned i)
+static bool mm__rebuild_region(struct mm_heap_s *h, unsigned i, bool crashed)
 {
     size_t start, end;
     if (!mm__region_bounds(h, i, &start, &end))
@@ -33,6 +38,11 @@ static bool mm__rebuild_region(struct mm_heap_s *h, unsigned i)
                 run_size = (mmsize_t)(run_size + size); /* absorbed: stale header stays free */
             }
         } else {
+            if (crashed && !mm__debug_guard_ok(h, off)) {
+                /* Debug builds: the dead process was writing this record. */
+                mm__debug_reset(h, off);
+                mm__hdr(h)->stats.records_reset++;
+            }
             if (run != 0) {
                 mm__chunk(h, run)->size = run_size;
                 mm__list_insert(h, run, run_size);
@@ -57,7 +67,7 @@ static bool mm__rebuild_region(struct mm_heap_s *h, unsigned i)
     return true;
 }
 
-bool mm__rebuild(struct mm_heap_s *h)
+bool mm__rebuild(struct mm_heap_s *h, bool crashed)
 {
     struct mm__header *hd = mm__hdr(h);
     hd->fl_bitmap = 0;
@@ -66,7 +76,7 @@ bool mm__rebuild(struct mm_heap_s *h)
     uint32_t n = hd->nregions;
     bool ok = n >= 1 && n <= MM_CONFIG_REGIONS;
     for (unsigned i = 0; ok && i < n; i++)
-        ok = mm__rebuild_region(h, i);
+        ok = mm__rebuild_region(h, i, crashed);
     if (!ok) {
         hd->state = MM__STATE_BROKEN;
         h->last_error = MM_ERR_BROKEN;

@@ -81,7 +81,10 @@ struct mm_mallinfo_s mm_mallinfo(struct mm_heap_s *h)
 {
     struct mm_mallinfo_s mi;
     memset(&mi, 0, sizeof(mi));
-    if (h == NULL || mm__enter(h) != 0)
+    if (h == NULL || h->in_use == 0)
+        return mi;
+    mm__cache_flush_mine(h);
+    if (mm__enter(h) != 0)
         return mi;
     struct mm__header *hd = mm__hdr(h);
     for (unsigned i = 0; i < hd->nregions && i < MM_CONFIG_REGIONS; i++) {
@@ -151,7 +154,10 @@ static int mm__check_lists(struct mm_heap_s *h, size_t free_chunks)
 
 int mm_checkcorruption(struct mm_heap_s *h)
 {
-    if (h == NULL || mm__lock(h) != 0)
+    if (h == NULL || h->in_use == 0)
+        return 1;
+    mm__cache_flush_mine(h);
+    if (mm__lock(h) != 0)
         return 1;
     struct mm__header *hd = mm__hdr(h);
     struct mm__check ck = {0, 0};
@@ -208,7 +214,10 @@ static bool mm__dump_chunk(struct mm_heap_s *h, size_t off, const struct mm__chu
 size_t mm_memdump(struct mm_heap_s *h, const struct mm_dump_filter *filter, mm_dump_fn fn,
                   void *arg)
 {
-    if (h == NULL || fn == NULL || mm__enter(h) != 0)
+    if (h == NULL || fn == NULL || h->in_use == 0)
+        return 0;
+    mm__cache_flush_mine(h);
+    if (mm__enter(h) != 0)
         return 0;
     struct mm__dump d;
     memset(&d, 0, sizeof(d));

@@ -81,6 +81,28 @@ int mm_port_wait(uint32_t *word, uint32_t expected, int32_t timeout_ms);
 /* Wake up to count sleepers on word. */
 void mm_port_wake(uint32_t *word, uint32_t count);
 
+/* Thread-local storage and life-cycle hooks, for the heap's per-thread
+ * cache (host only; the other ports build without the cache).
+ * mm_port_fork_generation() changes in a child after fork(), so that state
+ * inherited from the parent is recognised and dropped.
+ * mm_port_on_thread_exit(fn) makes fn run when the calling thread exits
+ * (once per thread, however often it is called). */
+#if MM_CONFIG_PORT == MM_PORT_HOST
+#define MM_PORT_THREAD_LOCAL __thread
+extern uint32_t mm_port__fork_gen;
+static inline uint32_t mm_port_fork_generation(void)
+{
+    return mm_port__fork_gen;
+}
+void mm_port_on_thread_exit(void (*fn)(void));
+/* Start counting forks (idempotent); called whenever a heap handle is
+ * taken, so that per-process state made after it notices a fork. */
+void mm_port_install_hooks(void);
+#endif
+
+/* Atomics, spin pause, clock and a cheap owner id for lock-free code. */
+#include "mm_port_sync.h"
+
 /* Internal invariants only; never for input (shared memory is input). */
 #ifndef MM_PORT_ASSERT
 #define MM_PORT_ASSERT(cond) ((void)0)

@@ -8,6 +8,7 @@
 #include "mm_port.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
@@ -17,7 +18,9 @@
 _Static_assert(MM_EAGAIN == EAGAIN && MM_ENOMEM == ENOMEM && MM_EFAULT == EFAULT &&
                    MM_EBUSY == EBUSY && MM_EINVAL == EINVAL && MM_ENOSPC == ENOSPC &&
                    MM_EBADMSG == EBADMSG && MM_ETIMEDOUT == ETIMEDOUT && MM_EUCLEAN == EUCLEAN &&
-                   MM_EOWNERDEAD == EOWNERDEAD && MM_ENOTRECOVERABLE == ENOTRECOVERABLE,
+                   MM_EOWNERDEAD == EOWNERDEAD && MM_ENOTRECOVERABLE == ENOTRECOVERABLE &&
+                   MM_EPERM == EPERM && MM_ENOENT == ENOENT && MM_EEXIST == EEXIST &&
+                   MM_ESPIPE == ESPIPE,
                "mm_errno.h must match the host's errno values");
 _Static_assert(MM_PORT_LOCKED == 0 && MM_PORT_LOCKED_OWNER_DIED == 1,
                "port_host.h's inline lock returns these values");
@@ -74,4 +77,78 @@ void mm_port_wake(uint32_t *word, uint32_t count)
 {
     int n = count > (uint32_t)INT_MAX ? INT_MAX : (int)count;
     (void)syscall(SYS_futex, word, FUTEX_WAKE, n, NULL, NULL, 0);
+}
+
+/* ---- Fork and thread exit, for the heap's per-thread cache --------------- */
+
+uint32_t mm_port__fork_gen;
+
+static pthread_once_t g_hooks_once = PTHREAD_ONCE_INIT;
+static pthread_key_t g_exit_key;
+static void (*g_exit_fn)(void);
+
+static void mm_port__after_fork_child(void)
+{
+    mm_port__fork_gen++;
+}
+
+static void mm_port__thread_exit(void *value)
+{
+    (void)value;
+    if (g_exit_fn != NULL)
+        g_exit_fn();
+}
+
+static void mm_port__hooks_init(void)
+{
+    (void)pthread_atfork(NULL, NULL, mm_port__after_fork_child);
+    (void)pthread_key_create(&g_exit_key, mm_port__thread_exit);
+}
+
+void mm_port_install_hooks(void)
+{
+    (void)pthread_once(&g_hooks_once, mm_port__hooks_init);
+}
+
+void mm_port_on_thread_exit(void (*fn)(void))
+{
+    mm_port_install_hooks();
+    g_exit_fn = fn;
+    if (pthread_getspecific(g_exit_key) == NULL)
+        (void)pthread_setspecific(g_exit_key, (void *)1);
+}
+
+/* ---- Clock and cached owner id (mm_port_sync.h) -------------------------- */
+
+uint64_t mm_port_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* getpid() is a system call on current glibc; the IOB pool asks on every
+ * allocation.  The cache is cleared in the child of a fork(). */
+static uint32_t g_self;
+static pthread_once_t g_self_once = PTHREAD_ONCE_INIT;
+
+static void mm_port__self_after_fork(void)
+{
+    __atomic_store_n(&g_self, 0u, __ATOMIC_RELAXED);
+}
+
+static void mm_port__self_init(void)
+{
+    (void)pthread_atfork(NULL, NULL, mm_port__self_after_fork);
+}
+
+uint32_t mm_port_self(void)
+{
+    uint32_t id = __atomic_load_n(&g_self, __ATOMIC_RELAXED);
+    if (__builtin_expect(id != 0, 1))
+        return id;
+    (void)pthread_once(&g_self_once, mm_port__self_init);
+    id = (uint32_t)getpid();
+    __atomic_store_n(&g_self, id, __ATOMIC_RELAXED);
+    return id;
 }

@@ -47,3 +47,15 @@ void mm_port_wake(uint32_t *word, uint32_t count)
     (void)word;
     (void)count;
 }
+
+/* No clock: a timed wait waits once, for the whole timeout. */
+uint64_t mm_port_now_ms(void)
+{
+    return 0;
+}
+
+/* One program, one owner. */
+uint32_t mm_port_self(void)
+{
+    return 1;
+}

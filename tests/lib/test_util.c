@@ -6,9 +6,11 @@
 
 #include <CUnit/Basic.h>
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -51,6 +53,45 @@ uint64_t tu_rng_next(struct tu_rng *r)
 uint64_t tu_rng_range(struct tu_rng *r, uint64_t lo, uint64_t hi)
 {
     return lo + tu_rng_next(r) % (hi - lo + 1);
+}
+
+/* Word k of the pattern of key.  Byte i of a block is byte i % 8 of word
+ * i / 8, so a check reads whole words where it can. */
+static uint64_t pattern_word(uint64_t key, uint64_t k)
+{
+    uint64_t z = key * 0xbf58476d1ce4e5b9ull + k * 0x9e3779b97f4a7c15ull;
+    return z ^ (z >> 29);
+}
+
+void tu_pattern_fill(void *p, size_t n, uint64_t key)
+{
+    unsigned char *b = p;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w = pattern_word(key, i / 8);
+        memcpy(b + i, &w, 8);
+    }
+    if (i < n) {
+        uint64_t w = pattern_word(key, i / 8);
+        memcpy(b + i, &w, n - i);
+    }
+}
+
+size_t tu_pattern_check(const void *p, size_t n, uint64_t key)
+{
+    const unsigned char *b = p;
+    size_t i = 0;
+    for (; i < n; i += 8) {
+        uint64_t w = pattern_word(key, i / 8);
+        size_t len = n - i < 8 ? n - i : 8;
+        if (memcmp(b + i, &w, len) != 0) {
+            const unsigned char *e = (const unsigned char *)&w;
+            for (size_t j = 0; j < len; j++)
+                if (b[i + j] != e[j])
+                    return i + j;
+        }
+    }
+    return n;
 }
 
 int tu_shm_create(size_t size)
@@ -117,6 +158,32 @@ int tu_wait_child(pid_t pid, int timeout_ms)
         struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL);
     }
+}
+
+long tu_read_full(int fd, void *buf, size_t n, int timeout_ms)
+{
+    uint64_t deadline = tu_now_ms() + (uint64_t)timeout_ms;
+    size_t got = 0;
+    while (got < n) {
+        uint64_t now = tu_now_ms();
+        if (now >= deadline)
+            return -1;
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int r = poll(&pfd, 1, (int)(deadline - now));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        ssize_t k = read(fd, (char *)buf + got, n - got);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0)
+            return -1;
+        if (k == 0)
+            break;
+        got += (size_t)k;
+    }
+    return (long)got;
 }
 
 int tu_exited_ok(int status)

@@ -25,6 +25,16 @@ uint64_t tu_rng_next(struct tu_rng *r);
 /* Uniform in [lo, hi]. */
 uint64_t tu_rng_range(struct tu_rng *r, uint64_t lo, uint64_t hi);
 
+/* ---- Patterns --------------------------------------------------------- */
+
+/* Fill n bytes at p with a pattern derived from key.  It does not repeat
+ * within a block, so bytes moved to the wrong place, shifted, or taken from
+ * another block (another key) do not match. */
+void tu_pattern_fill(void *p, size_t n, uint64_t key);
+/* Index of the first byte at p that differs from the pattern of key, or n
+ * if all n match. */
+size_t tu_pattern_check(const void *p, size_t n, uint64_t key);
+
 /* ---- Shared memory ---------------------------------------------------- */
 
 /* A new anonymous shared-memory object (memfd) of size bytes; -1 on error. */
@@ -49,6 +59,11 @@ int tu_exited_ok(int status);
  * passes.  Returns the last value of cond. */
 int tu_wait_until(int (*cond)(void *arg), void *arg, int timeout_ms);
 
+/* Read exactly n bytes from fd (a pipe), waiting at most timeout_ms in all.
+ * Returns n, fewer if the writer closed its end first, or -1 on timeout or
+ * error. */
+long tu_read_full(int fd, void *buf, size_t n, int timeout_ms);
+
 /* Milliseconds on the monotonic clock. */
 uint64_t tu_now_ms(void);
 
@@ -58,8 +73,14 @@ struct tu_test {
     const char *name;
     void (*fn)(void);
 };
-#define TU_TEST(f) { #f, f }
-#define TU_END     { NULL, NULL }
+#define TU_TEST(f)                                                                                 \
+    {                                                                                              \
+#f, f                                                                                      \
+    }
+#define TU_END                                                                                     \
+    {                                                                                              \
+        NULL, NULL                                                                                 \
+    }
 
 /* Register one suite with the given tests, run it, print the summary and
  * the seed if anything failed.  Returns the process exit status. */

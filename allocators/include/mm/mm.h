@@ -52,6 +52,10 @@ extern "C" {
 #define MM_MAX_HEAPSIZE 0x100000000ull
 #endif
 
+/* A heap's memory starts on this boundary: its header holds 64-bit fields
+ * and, on the host, a lock that need it. */
+#define MM_START_ALIGN 8u
+
 struct mm_heap_s; /* process-local handle, opaque */
 
 /* NuttX's mallinfo, with size_t fields (NuttX's int fields overflow at 2 GiB). */
@@ -74,6 +78,7 @@ struct mm_heap_stats {
     uint32_t guard_errors;  /* debug builds: a guard after a block was overwritten */
     uint32_t recoveries;    /* times a locker found the lock's owner dead and rebuilt the lists */
     uint32_t repairs;       /* free lists rebuilt after corruption was found in them */
+    uint32_t records_reset; /* debug builds: half-written records reset by a recovery */
 };
 
 /* Why the last failed call through a handle failed, and why a heap is broken. */
@@ -92,7 +97,7 @@ enum mm_error {
 /*
  * Make a heap in [heapstart, heapstart + heapsize).  The heap's state is put
  * at heapstart; the rest becomes the first region.  heapstart must be aligned
- * to MM_ALIGN (8 is enough for both models) and heapsize within the model's
+ * to MM_START_ALIGN and heapsize within the model's
  * limit (MM_MAX_HEAPSIZE) and large enough for the header and one chunk.
  * name (may be NULL) is copied, up to 31 bytes.
  * Returns a handle, or NULL: bad arguments, or no handle left.
@@ -241,6 +246,41 @@ typedef bool (*mm_dump_fn)(void *arg, const struct mm_block_info *block);
 /* Walk the heap and report chunks.  Returns how many were reported. */
 size_t mm_memdump(struct mm_heap_s *heap, const struct mm_dump_filter *filter, mm_dump_fn fn,
                   void *arg);
+
+/* ---- The per-thread cache (host builds, large model, release) ---------- */
+
+/*
+ * mm_free keeps blocks below 8 KiB in a small cache of the calling thread
+ * (at most 8 per size class and 1/32 of the heap, 4 MiB at most), and
+ * mm_malloc takes from it first, so that most pairs need neither the lock
+ * nor the free lists.  Cached blocks count as allocated to everyone else
+ * (mm_mallinfo, other threads' mm_memdump) until they go back to the heap:
+ * when the thread exits, calls mm_detach, mm_cache_flush or a diagnostic
+ * (mm_mallinfo, mm_memdump, mm_checkcorruption, mm_heap_stats), or finds
+ * the heap full.  Blocks cached by a process that died stay out of use
+ * until mm_reclaim_owner is called with its owner id.  A process must call
+ * mm_detach before it unmaps a heap; threads other than the caller must
+ * have stopped using it (their caches are then left to mm_reclaim_owner).
+ */
+
+/* Give the calling thread's cached blocks of this heap back.  Takes the lock. */
+void mm_cache_flush(struct mm_heap_s *heap);
+
+/* How many bytes each thread may keep cached through this handle (the
+ * default is 1/32 of the heap, 4 MiB at most); 0 turns the cache off for
+ * it.  Process-local.  Flushes the calling thread's cache. */
+void mm_cache_limit(struct mm_heap_s *heap, size_t bytes);
+
+/* Give back every block cached under owner (see mm_set_owner_id) by any
+ * thread of any process: for after that process died.  Returns how many
+ * blocks came back.  Takes the lock; O(chunks). */
+size_t mm_reclaim_owner(struct mm_heap_s *heap, uint32_t owner);
+
+/* The id this process records in cached blocks and debug records: the pid
+ * on the host unless set (mmsrvd assigns each client one).  After fork()
+ * the child reverts to its own pid. */
+void mm_set_owner_id(uint32_t id);
+uint32_t mm_owner_id(void);
 
 /* What misuse the heap saw. */
 enum mm_misuse {
