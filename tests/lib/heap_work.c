@@ -323,3 +323,31 @@ bool hw_free_all(struct hw_worker *w)
     }
     return true;
 }
+
+/* ---- Recorders for the heap's callbacks ------------------------------------ */
+
+void hw_misuse_record(void *arg, struct mm_heap_s *heap, enum mm_misuse what, const void *mem)
+{
+    struct hw_misuse_log *log = arg;
+    log->count++;
+    log->what = what;
+    log->heap = heap;
+    log->mem = mem;
+}
+
+bool hw_dump_record(void *arg, const struct mm_block_info *b)
+{
+    struct hw_dump *d = arg;
+    if (d->n < HW_DUMP_MAX)
+        d->b[d->n] = *b;
+    d->n++;
+    return true;
+}
+
+const struct mm_block_info *hw_dump_find(const struct hw_dump *d, const void *mem)
+{
+    for (size_t i = 0; i < d->n && i < HW_DUMP_MAX; i++)
+        if (d->b[i].mem == mem)
+            return &d->b[i];
+    return NULL;
+}

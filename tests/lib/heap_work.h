@@ -95,4 +95,30 @@ bool hw_free_all(struct hw_worker *w);
  * it (w->err says why). */
 bool hw_alloc_one(struct hw_worker *w, size_t size);
 
+/* ---- Recorders for the heap's callbacks ------------------------------------ */
+
+/* What the misuse callback reported last, and how often. */
+struct hw_misuse_log {
+    int count;
+    enum mm_misuse what;
+    struct mm_heap_s *heap;
+    const void *mem;
+};
+
+/* An mm_misuse_fn: arg is a struct hw_misuse_log. */
+void hw_misuse_record(void *arg, struct mm_heap_s *heap, enum mm_misuse what, const void *mem);
+
+/* What mm_memdump reported: the first HW_DUMP_MAX blocks and the count. */
+#define HW_DUMP_MAX 64
+struct hw_dump {
+    size_t n;
+    struct mm_block_info b[HW_DUMP_MAX];
+};
+
+/* An mm_dump_fn: arg is a struct hw_dump. */
+bool hw_dump_record(void *arg, const struct mm_block_info *b);
+
+/* The record of the block at mem, or NULL. */
+const struct mm_block_info *hw_dump_find(const struct hw_dump *d, const void *mem);
+
 #endif /* MMSRV_HEAP_WORK_H */

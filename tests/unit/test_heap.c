@@ -92,22 +92,6 @@ static void th_close(struct th *t, bool expect_clean)
 
 /* ---- Misuse callback recorder --------------------------------------------- */
 
-struct misuse_log {
-    int count;
-    enum mm_misuse what;
-    struct mm_heap_s *heap;
-    const void *mem;
-};
-
-static void misuse_record(void *arg, struct mm_heap_s *heap, enum mm_misuse what, const void *mem)
-{
-    struct misuse_log *log = arg;
-    log->count++;
-    log->what = what;
-    log->heap = heap;
-    log->mem = mem;
-}
-
 /* ---- Creating, attaching, releasing ------------------------------------ */
 
 /* First in the list: it counts every handle this process can hold, so no
@@ -1438,8 +1422,8 @@ static void assert_untouched(struct th *t, struct mm_mallinfo_s before)
 /* Free mem and expect it reported as foreign. */
 static void expect_foreign_free(struct th *t, void *mem)
 {
-    struct misuse_log log = {0};
-    mm_set_misuse_callback(misuse_record, &log);
+    struct hw_misuse_log log = {0};
+    mm_set_misuse_callback(hw_misuse_record, &log);
     struct mm_heap_stats s0 = mm_heap_stats(t->h);
     struct mm_mallinfo_s mi = mm_mallinfo(t->h);
     mm_free(t->h, mem);
@@ -1506,8 +1490,8 @@ static void test_free_foreign(void)
  * own any more). */
 static void expect_double_free(struct th *t, void *p, bool must_be_double)
 {
-    struct misuse_log log = {0};
-    mm_set_misuse_callback(misuse_record, &log);
+    struct hw_misuse_log log = {0};
+    mm_set_misuse_callback(hw_misuse_record, &log);
     struct mm_heap_stats s0 = mm_heap_stats(t->h);
     struct mm_mallinfo_s mi = mm_mallinfo(t->h);
     mm_free(t->h, p);
@@ -1616,8 +1600,8 @@ static void test_free_null(void)
     void *a = mm_malloc(t.h, 10);
     struct mm_heap_stats s0 = mm_heap_stats(t.h);
     struct mm_mallinfo_s mi = mm_mallinfo(t.h);
-    struct misuse_log log = {0};
-    mm_set_misuse_callback(misuse_record, &log);
+    struct hw_misuse_log log = {0};
+    mm_set_misuse_callback(hw_misuse_record, &log);
     mm_free(t.h, NULL);
     mm_set_misuse_callback(NULL, NULL);
     struct mm_heap_stats s1 = mm_heap_stats(t.h);

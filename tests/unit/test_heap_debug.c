@@ -57,35 +57,12 @@ static void th_close(struct th *t)
 /* The file and line arguments of a call, noting the line in var. */
 #define HERE(var) __FILE__, ((var) = __LINE__)
 
-struct dump {
-    size_t n;
-    struct mm_block_info b[64];
-};
-
-static bool record(void *arg, const struct mm_block_info *b)
-{
-    struct dump *d = arg;
-    if (d->n < 64)
-        d->b[d->n] = *b;
-    d->n++;
-    return true;
-}
-
-static size_t dump(struct mm_heap_s *h, const struct mm_dump_filter *f, struct dump *d)
+static size_t dump(struct mm_heap_s *h, const struct mm_dump_filter *f, struct hw_dump *d)
 {
     memset(d, 0, sizeof(*d));
-    size_t n = mm_memdump(h, f, record, d);
+    size_t n = mm_memdump(h, f, hw_dump_record, d);
     CU_ASSERT_EQUAL(n, d->n);
     return n;
-}
-
-/* The record of the block at mem, or NULL. */
-static const struct mm_block_info *find(const struct dump *d, const void *mem)
-{
-    for (size_t i = 0; i < d->n && i < 64; i++)
-        if (d->b[i].mem == mem)
-            return &d->b[i];
-    return NULL;
 }
 
 static void test_records(void)
@@ -106,13 +83,13 @@ static void test_records(void)
     void *n = mm_malloc_at(t.h, 1, NULL, 5);
     CU_ASSERT_FATAL(a && b && c && d && e && g && n);
 
-    struct dump dd;
+    struct hw_dump dd;
     CU_ASSERT_EQUAL(dump(t.h, NULL, &dd), 7);
     const void *order[7] = {a, b, c, d, e, g, n};
     size_t sizes[7] = {10, 333, 50, 7, 27, 1, 1};
     uint32_t seq_prev = 0;
     for (int i = 0; i < 7; i++) {
-        const struct mm_block_info *r = find(&dd, order[i]);
+        const struct mm_block_info *r = hw_dump_find(&dd, order[i]);
         CU_ASSERT_PTR_NOT_NULL_FATAL(r);
         CU_ASSERT(r->allocated);
         CU_ASSERT_EQUAL(r->owner, pid);
@@ -121,42 +98,42 @@ static void test_records(void)
         seq_prev = r->seq;
     }
     const struct mm_block_info *r;
-    r = find(&dd, a);
+    r = hw_dump_find(&dd, a);
     CU_ASSERT_STRING_EQUAL(r->file, file);
     CU_ASSERT_EQUAL(r->line, l1);
-    r = find(&dd, b);
+    r = hw_dump_find(&dd, b);
     CU_ASSERT_STRING_EQUAL(r->file, file);
     CU_ASSERT_EQUAL(r->line, l2);
-    r = find(&dd, c);
+    r = hw_dump_find(&dd, c);
     CU_ASSERT_STRING_EQUAL(r->file, file);
     CU_ASSERT_EQUAL(r->line, l3);
     /* No file given: none recorded. */
-    r = find(&dd, d);
+    r = hw_dump_find(&dd, d);
     CU_ASSERT_STRING_EQUAL(r->file, "");
     CU_ASSERT_EQUAL(r->line, 0);
-    r = find(&dd, e);
+    r = hw_dump_find(&dd, e);
     CU_ASSERT_STRING_EQUAL(r->file, "");
-    r = find(&dd, n);
+    r = hw_dump_find(&dd, n);
     CU_ASSERT_STRING_EQUAL(r->file, "");
     /* A long path: its base name, truncated and terminated. */
-    r = find(&dd, g);
+    r = hw_dump_find(&dd, g);
     CU_ASSERT_STRING_EQUAL(r->file, "some_source_fil");
     CU_ASSERT_EQUAL(r->line, 77);
 
     /* realloc records the new size and, when it moves, the new place. */
-    uint32_t seq_b = find(&dd, b)->seq;
+    uint32_t seq_b = hw_dump_find(&dd, b)->seq;
     void *b2 = mm_realloc_at(t.h, b, 5000, HERE(l4));
     CU_ASSERT_FATAL(b2 != NULL && b2 != b);
     void *a2 = mm_realloc_at(t.h, a, 5, __FILE__, __LINE__); /* shrinks in place */
     CU_ASSERT_PTR_EQUAL(a2, a);
     dump(t.h, NULL, &dd);
-    CU_ASSERT_PTR_NULL(find(&dd, b));
-    r = find(&dd, b2);
+    CU_ASSERT_PTR_NULL(hw_dump_find(&dd, b));
+    r = hw_dump_find(&dd, b2);
     CU_ASSERT_PTR_NOT_NULL_FATAL(r);
     CU_ASSERT_EQUAL(r->size, 5000);
     CU_ASSERT_EQUAL(r->line, l4);
     CU_ASSERT(r->seq > seq_b);
-    CU_ASSERT_EQUAL(find(&dd, a)->size, 5);
+    CU_ASSERT_EQUAL(hw_dump_find(&dd, a)->size, 5);
     CU_ASSERT_EQUAL(mm_malloc_size(t.h, a), 5);
 
     mm_free(t.h, a);
@@ -196,7 +173,7 @@ static void test_filters(void)
     CU_ASSERT(tu_exited_ok(tu_wait_child(child, 10000)));
     mm_free(t.h, mine[1]); /* a hole */
 
-    struct dump d;
+    struct hw_dump d;
     /* Everything allocated, by anyone. */
     CU_ASSERT_EQUAL(dump(t.h, NULL, &d), 7);
     struct mm_dump_filter f = {.kinds = MM_DUMP_ALLOCATED};
@@ -313,28 +290,12 @@ static void test_free_fill(void)
     th_close(&t);
 }
 
-struct misuse_log {
-    int count;
-    enum mm_misuse what;
-    struct mm_heap_s *heap;
-    const void *mem;
-};
-
-static void misuse_record(void *arg, struct mm_heap_s *heap, enum mm_misuse what, const void *mem)
-{
-    struct misuse_log *log = arg;
-    log->count++;
-    log->what = what;
-    log->heap = heap;
-    log->mem = mem;
-}
-
 static void test_guard(void)
 {
     struct th t;
     th_open(&t);
-    struct misuse_log log;
-    mm_set_misuse_callback(misuse_record, &log);
+    struct hw_misuse_log log;
+    mm_set_misuse_callback(hw_misuse_record, &log);
     /* Sizes on and off the alignment: the guard starts right after the
      * bytes asked for. */
     size_t sizes[] = {1, 13, 16, 100, 1023};
@@ -406,8 +367,8 @@ static void test_guard_after_realloc(void)
     CU_ASSERT_FATAL(p && g2);
     tu_pattern_fill(p, 100, 3);
     p[100] ^= 1;
-    struct misuse_log log = {0};
-    mm_set_misuse_callback(misuse_record, &log);
+    struct hw_misuse_log log = {0};
+    mm_set_misuse_callback(hw_misuse_record, &log);
     s0 = mm_heap_stats(t.h);
     uint8_t *p2 = mm_realloc(t.h, p, 2000);
     mm_set_misuse_callback(NULL, NULL);

@@ -29,28 +29,6 @@
 #define HEAP_SIZE ((size_t)1 << 20)
 #endif
 
-struct dump {
-    size_t n;
-    struct mm_block_info b[16];
-};
-
-static bool record(void *arg, const struct mm_block_info *b)
-{
-    struct dump *d = arg;
-    if (d->n < 16)
-        d->b[d->n] = *b;
-    d->n++;
-    return true;
-}
-
-static const struct mm_block_info *find(const struct dump *d, const void *mem)
-{
-    for (size_t i = 0; i < d->n && i < 16; i++)
-        if (d->b[i].mem == mem)
-            return &d->b[i];
-    return NULL;
-}
-
 static void test_hooked_calls(void)
 {
     uint8_t *mem =
@@ -82,13 +60,13 @@ static void test_hooked_calls(void)
 
     char file[16];
     hw_record_file(file, __FILE__);
-    struct dump d = {0};
-    CU_ASSERT_EQUAL(mm_memdump(h, NULL, record, &d), 3);
+    struct hw_dump d = {0};
+    CU_ASSERT_EQUAL(mm_memdump(h, NULL, hw_dump_record, &d), 3);
     const void *blocks[3] = {p, q, r};
     int lines[3] = {l1, l2, l3};
     size_t sizes[3] = {10, 3 * sizeof(int), 3000};
     for (int i = 0; i < 3; i++) {
-        const struct mm_block_info *b = find(&d, blocks[i]);
+        const struct mm_block_info *b = hw_dump_find(&d, blocks[i]);
         CU_ASSERT_PTR_NOT_NULL_FATAL(b);
         CU_ASSERT_STRING_EQUAL(b->file, file);
         CU_ASSERT_EQUAL(b->line, lines[i]);
@@ -98,12 +76,12 @@ static void test_hooked_calls(void)
 
     free(p);
     memset(&d, 0, sizeof(d));
-    CU_ASSERT_EQUAL(mm_memdump(h, NULL, record, &d), 2);
-    CU_ASSERT_PTR_NULL(find(&d, p));
+    CU_ASSERT_EQUAL(mm_memdump(h, NULL, hw_dump_record, &d), 2);
+    CU_ASSERT_PTR_NULL(hw_dump_find(&d, p));
     free(q);
     free(r);
     memset(&d, 0, sizeof(d));
-    CU_ASSERT_EQUAL(mm_memdump(h, NULL, record, &d), 0);
+    CU_ASSERT_EQUAL(mm_memdump(h, NULL, hw_dump_record, &d), 0);
     struct mm_mallinfo_s mi = mm_mallinfo(h);
     CU_ASSERT_EQUAL(mi.aordblks, 0);
     CU_ASSERT_EQUAL(mi.fordblks, mi0.fordblks);
