@@ -35,7 +35,7 @@
 
 #if MM_CONFIG_CACHE
 
-MM_PORT_THREAD_LOCAL struct mm__cache mm__caches[MM__CACHE_HEAPS];
+MM_PORT_THREAD_LOCAL struct mm__thread_cache *mm__tcache;
 uint32_t mm__owner_gen;
 
 /* ---- Finding this thread's cache of a heap -------------------------------- */
@@ -55,18 +55,33 @@ static void mm__cache_flush(struct mm__cache *k);
 
 static void mm__cache_thread_exit(void)
 {
+    struct mm__thread_cache *tc = mm__tcache;
+    if (tc == NULL)
+        return;
     for (unsigned i = 0; i < MM__CACHE_HEAPS; i++)
-        if (mm__cache_valid(&mm__caches[i]))
-            mm__cache_flush(&mm__caches[i]);
+        if (mm__cache_valid(&tc->heaps[i]))
+            mm__cache_flush(&tc->heaps[i]);
+    mm__tcache = NULL;
+    mm_port_local_free(tc, sizeof(*tc));
 }
 
 /* Slow path of mm__cache_of: find or bind an entry for h.  Keeps the most
  * recently bound heap in entry 0, where the fast path looks first. */
 struct mm__cache *mm__cache_bind(struct mm_heap_s *h, bool create)
 {
+    struct mm__thread_cache *tc = mm__tcache;
+    if (tc == NULL) {
+        if (!create || h->cache_cap == 0)
+            return NULL;
+        tc = mm_port_local_alloc(sizeof(*tc));
+        if (tc == NULL)
+            return NULL;
+        mm__tcache = tc;
+        mm_port_on_thread_exit(mm__cache_thread_exit);
+    }
     int found = -1;
     for (unsigned i = 0; i < MM__CACHE_HEAPS; i++) {
-        struct mm__cache *k = &mm__caches[i];
+        struct mm__cache *k = &tc->heaps[i];
         if (k->h != NULL && !mm__cache_valid(k))
             mm__cache_forget(k); /* released handle, or inherited through fork */
         else if (k->h == h)
@@ -76,7 +91,7 @@ struct mm__cache *mm__cache_bind(struct mm_heap_s *h, bool create)
         if (!create || h->cache_cap == 0)
             return NULL;
         /* Make room in the last entry, then shift it to the front. */
-        struct mm__cache *last = &mm__caches[MM__CACHE_HEAPS - 1u];
+        struct mm__cache *last = &tc->heaps[MM__CACHE_HEAPS - 1u];
         if (last->h != NULL)
             mm__cache_flush(last);
         mm__cache_forget(last);
@@ -85,15 +100,14 @@ struct mm__cache *mm__cache_bind(struct mm_heap_s *h, bool create)
         last->fork_gen = mm_port_fork_generation();
         last->owner = mm__owner();
         last->owner_gen = mm__owner_gen;
-        mm_port_on_thread_exit(mm__cache_thread_exit);
         found = (int)MM__CACHE_HEAPS - 1;
     }
     if (found > 0) {
-        struct mm__cache tmp = mm__caches[found];
-        memmove(&mm__caches[1], &mm__caches[0], (size_t)found * sizeof(tmp));
-        mm__caches[0] = tmp;
+        struct mm__cache tmp = tc->heaps[found];
+        memmove(&tc->heaps[1], &tc->heaps[0], (size_t)found * sizeof(tmp));
+        tc->heaps[0] = tmp;
     }
-    return &mm__caches[0];
+    return &tc->heaps[0];
 }
 
 /* ---- Giving blocks back ---------------------------------------------------- */
@@ -143,9 +157,10 @@ static void mm__cache_flush(struct mm__cache *k)
  * program may map one heap twice. */
 size_t mm__cache_flush_mine(struct mm_heap_s *h)
 {
+    struct mm__thread_cache *tc = mm__tcache;
     size_t bytes = 0;
-    for (unsigned i = 0; i < MM__CACHE_HEAPS; i++) {
-        struct mm__cache *k = &mm__caches[i];
+    for (unsigned i = 0; tc != NULL && i < MM__CACHE_HEAPS; i++) {
+        struct mm__cache *k = &tc->heaps[i];
         if (mm__cache_valid(k) && (k->h == h || k->h->base == h->base)) {
             bytes += k->bytes;
             mm__cache_flush(k);

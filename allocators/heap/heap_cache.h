@@ -26,7 +26,13 @@ struct mm__cache {
     uint8_t n[MM__CACHE_BINS];
 };
 
-extern MM_PORT_THREAD_LOCAL struct mm__cache mm__caches[MM__CACHE_HEAPS];
+/* A thread's caches, in memory of its own (mm_port_local_alloc), so that
+ * the thread-local part is one pointer. */
+struct mm__thread_cache {
+    struct mm__cache heaps[MM__CACHE_HEAPS]; /* most recently used first */
+};
+
+extern MM_PORT_THREAD_LOCAL struct mm__thread_cache *mm__tcache;
 extern uint32_t mm__owner_gen; /* changes with mm_set_owner_id */
 
 /* Find or bind the calling thread's cache of h (slow path). */
@@ -34,9 +40,12 @@ struct mm__cache *mm__cache_bind(struct mm_heap_s *h, bool create);
 
 MM__HOT struct mm__cache *mm__cache_of(struct mm_heap_s *h, bool create)
 {
-    struct mm__cache *k = &mm__caches[0];
-    if (MM_LIKELY(k->h == h && k->gen == h->gen && k->fork_gen == mm_port_fork_generation()))
-        return k;
+    struct mm__thread_cache *tc = mm__tcache;
+    if (MM_LIKELY(tc != NULL)) {
+        struct mm__cache *k = &tc->heaps[0];
+        if (MM_LIKELY(k->h == h && k->gen == h->gen && k->fork_gen == mm_port_fork_generation()))
+            return k;
+    }
     return mm__cache_bind(h, create);
 }
 

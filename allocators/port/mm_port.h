@@ -88,13 +88,20 @@ void mm_port_wake(uint32_t *word, uint32_t count);
  * mm_port_on_thread_exit(fn) makes fn run when the calling thread exits
  * (once per thread, however often it is called). */
 #if MM_CONFIG_PORT == MM_PORT_HOST
-#define MM_PORT_THREAD_LOCAL __thread
+/* initial-exec: a thread-local read without a call, even in a shared
+ * library; the allocators keep one pointer of it per thread, few enough
+ * bytes for a library that is dlopen()ed. */
+#define MM_PORT_THREAD_LOCAL __thread __attribute__((tls_model("initial-exec")))
 extern uint32_t mm_port__fork_gen;
 static inline uint32_t mm_port_fork_generation(void)
 {
     return mm_port__fork_gen;
 }
 void mm_port_on_thread_exit(void (*fn)(void));
+/* Zeroed process-local memory for per-thread state, and giving it back;
+ * NULL when there is none. */
+void *mm_port_local_alloc(size_t size);
+void mm_port_local_free(void *p, size_t size);
 /* Start counting forks (idempotent); called whenever a heap handle is
  * taken, so that per-process state made after it notices a fork. */
 void mm_port_install_hooks(void);

@@ -4,8 +4,9 @@
  * for spin loops, a monotonic clock for timeouts, and a cheap owner id.
  * Included by mm_port.h; the IOB pool is its user.
  *
- * Orders: loads acquire, stores release, read-modify-write operations and the
- * _sc store are sequentially consistent (a waiter and a waker each write one
+ * Orders: loads acquire, stores release, read-modify-write operations
+ * (including the 16-byte compare-and-swap, cmpxchg16b on x86-64) and the _sc
+ * loads and stores are sequentially consistent (a waiter and a waker each write one
  * word and then read the other's; only sequential consistency makes one of
  * them see the other).
  *
@@ -20,6 +21,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #if MM_CONFIG_PORT == MM_PORT_NONE
 
@@ -75,6 +77,17 @@ static inline uint32_t mm_port_fetch_add32(uint32_t *p, uint32_t v)
     *p = old + v;
     return old;
 }
+static inline bool mm_port_cas128(uint64_t *p, uint64_t *expected, uint64_t d0, uint64_t d1)
+{
+    if (p[0] != expected[0] || p[1] != expected[1]) {
+        expected[0] = p[0];
+        expected[1] = p[1];
+        return false;
+    }
+    p[0] = d0;
+    p[1] = d1;
+    return true;
+}
 static inline void mm_port_fence(void)
 {
 }
@@ -127,6 +140,43 @@ static inline uint32_t mm_port_fetch_add32(uint32_t *p, uint32_t v)
 {
     return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST);
 }
+#if MM_CONFIG_PORT == MM_PORT_HOST && defined(__x86_64__)
+/* Compare-and-swap of two adjacent 64-bit words (p 16-byte aligned):
+ * {p[0], p[1]} == {expected[0], expected[1]} becomes {d0, d1}.  On failure
+ * expected receives the current pair. */
+static inline bool mm_port_cas128(uint64_t *p, uint64_t *expected, uint64_t d0, uint64_t d1)
+{
+    bool ok;
+    uint64_t lo = expected[0], hi = expected[1];
+    __asm__ __volatile__("lock cmpxchg16b %[m]"
+                         : "=@ccz"(ok), [m] "+m"(*(volatile struct { uint64_t a, b; } *)(void *)p),
+                           "+a"(lo), "+d"(hi)
+                         : "b"(d0), "c"(d1)
+                         : "memory");
+    expected[0] = lo;
+    expected[1] = hi;
+    return ok;
+}
+#elif MM_CONFIG_PORT == MM_PORT_HOST && defined(__SIZEOF_INT128__)
+/* Other 64-bit hosts: the compiler's 16-byte atomics (inline on aarch64
+ * with LSE, else libatomic). */
+static inline bool mm_port_cas128(uint64_t *p, uint64_t *expected, uint64_t d0, uint64_t d1)
+{
+    unsigned __int128 e, d;
+    memcpy(&e, expected, sizeof(e));
+    uint64_t dd[2] = {d0, d1};
+    memcpy(&d, dd, sizeof(d));
+    bool ok = __atomic_compare_exchange_n((unsigned __int128 *)(void *)p, &e, d, false,
+                                          __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+    memcpy(expected, &e, sizeof(e));
+    return ok;
+}
+#elif MM_CONFIG_PORT == MM_PORT_HOST
+#error "the host port needs a 16-byte compare-and-swap"
+#else
+/* The app port: under the application's lock (port_app.c). */
+bool mm_port_cas128(uint64_t *p, uint64_t *expected, uint64_t d0, uint64_t d1);
+#endif
 static inline void mm_port_fence(void)
 {
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
@@ -150,8 +200,19 @@ static inline void mm_port_relax(void)
 uint64_t mm_port_now_ms(void);
 
 /* The caller's owner id, as mm_port_owner_id(), but cheap: the host caches
- * the pid and refreshes it in a child after fork().  Never 0 (ports without
- * processes answer 1). */
-uint32_t mm_port_self(void);
+ * the pid (mm_port__self, 0 until first asked and in a child after fork())
+ * and refreshes it in mm_port_self_slow.  Never 0 (ports without processes
+ * answer 1). */
+extern uint32_t mm_port__self;
+uint32_t mm_port_self_slow(void);
+static inline uint32_t mm_port_self(void)
+{
+#if MM_CONFIG_PORT == MM_PORT_NONE
+    return 1u;
+#else
+    uint32_t id = __atomic_load_n(&mm_port__self, __ATOMIC_RELAXED);
+    return __builtin_expect(id != 0, 1) ? id : mm_port_self_slow();
+#endif
+}
 
 #endif /* MM_PORT_SYNC_H */

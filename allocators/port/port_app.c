@@ -53,7 +53,28 @@ uint64_t mm_port_now_ms(void)
 }
 
 /* One program, one owner. */
-uint32_t mm_port_self(void)
+uint32_t mm_port__self = 1;
+
+uint32_t mm_port_self_slow(void)
 {
     return 1;
+}
+
+/* 16-byte compare-and-swap for the IOB free lists: under one lock of the
+ * application's (a critical section on a microcontroller). */
+static mm_port_lock_t g_cas_lock;
+
+bool mm_port_cas128(uint64_t *p, uint64_t *expected, uint64_t d0, uint64_t d1)
+{
+    mm_app_lock(&g_cas_lock);
+    bool ok = p[0] == expected[0] && p[1] == expected[1];
+    if (ok) {
+        p[0] = d0;
+        p[1] = d1;
+    } else {
+        expected[0] = p[0];
+        expected[1] = p[1];
+    }
+    mm_app_unlock(&g_cas_lock);
+    return ok;
 }

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -129,12 +130,12 @@ uint64_t mm_port_now_ms(void)
 
 /* getpid() is a system call on current glibc; the IOB pool asks on every
  * allocation.  The cache is cleared in the child of a fork(). */
-static uint32_t g_self;
+uint32_t mm_port__self;
 static pthread_once_t g_self_once = PTHREAD_ONCE_INIT;
 
 static void mm_port__self_after_fork(void)
 {
-    __atomic_store_n(&g_self, 0u, __ATOMIC_RELAXED);
+    __atomic_store_n(&mm_port__self, 0u, __ATOMIC_RELAXED);
 }
 
 static void mm_port__self_init(void)
@@ -142,13 +143,22 @@ static void mm_port__self_init(void)
     (void)pthread_atfork(NULL, NULL, mm_port__self_after_fork);
 }
 
-uint32_t mm_port_self(void)
+uint32_t mm_port_self_slow(void)
 {
-    uint32_t id = __atomic_load_n(&g_self, __ATOMIC_RELAXED);
-    if (__builtin_expect(id != 0, 1))
-        return id;
     (void)pthread_once(&g_self_once, mm_port__self_init);
-    id = (uint32_t)getpid();
-    __atomic_store_n(&g_self, id, __ATOMIC_RELAXED);
+    uint32_t id = (uint32_t)getpid();
+    __atomic_store_n(&mm_port__self, id, __ATOMIC_RELAXED);
     return id;
+}
+
+void *mm_port_local_alloc(size_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void mm_port_local_free(void *p, size_t size)
+{
+    if (p != NULL)
+        (void)munmap(p, size);
 }
