@@ -198,16 +198,26 @@ static inline mmsize_t mm__chunk_size_for(size_t size)
     return c < MM__MINCHUNK ? MM__MINCHUNK : (mmsize_t)c;
 }
 
-/* ---- Size classes and free lists (heap_lists.h) ------------------------ */
+/* ---- Size classes and free lists ------------------------------------------ */
+
+/* The bit scans take 32-bit words; int is 16 bits on AVR, so there the
+ * long variants are the 32-bit ones. */
+#if __SIZEOF_INT__ >= 4
+#define MM__CLZ32(x) __builtin_clz(x)
+#define MM__CTZ32(x) __builtin_ctz(x)
+#else
+#define MM__CLZ32(x) __builtin_clzl(x)
+#define MM__CTZ32(x) __builtin_ctzl(x)
+#endif
 
 static inline unsigned mm__fls(uint32_t x) /* index of the highest set bit, x != 0 */
 {
-    return 31u - (unsigned)__builtin_clz(x);
+    return 31u - (unsigned)MM__CLZ32(x);
 }
 
 static inline unsigned mm__ffs(uint32_t x) /* index of the lowest set bit, x != 0 */
 {
-    return (unsigned)__builtin_ctz(x);
+    return (unsigned)MM__CTZ32(x);
 }
 
 MM__HOT void mm__mapping(mmsize_t size, unsigned *fl, unsigned *sl)
