@@ -194,7 +194,7 @@ void mm_addregion(struct mm_heap_s *h, void *start, size_t size)
         h->limit = (size_t)(end + MM__HDR);
     if (end + MM__HDR > hd->span)
         hd->span = end + MM__HDR;
-    mm__region_init(h, hd->nregions, (size_t)first, (size_t)end);
+    mm__region_init(h, (unsigned)hd->nregions, (size_t)first, (size_t)end);
     hd->nregions++;
     h->last_error = MM_OK;
 out:
