@@ -112,6 +112,21 @@ struct mm__cache *mm__cache_bind(struct mm_heap_s *h, bool create)
 
 /* ---- Giving blocks back ---------------------------------------------------- */
 
+/* Whether the chunk at off is a cached chunk that a bin may name: inside
+ * region 0 (the only one cached), both flags set, its size inside the
+ * region and the next chunk agreeing.  Shared memory may have changed since
+ * the block was cached. */
+static bool mm__cached_ok(const struct mm_heap_s *h, size_t off)
+{
+    if (off - h->r0_start >= h->r0_end - h->r0_start || (off & (MM__ALIGN - 1u)) != 0)
+        return false;
+    const struct mm__chunk *c = mm__chunk(h, off);
+    mmsize_t raw = c->size, size = (mmsize_t)(raw & MM__SIZE_MASK);
+    return (raw & (MM__ALLOC_BIT | MM__CACHED_BIT)) == (MM__ALLOC_BIT | MM__CACHED_BIT) &&
+           size >= MM__MINCHUNK && size <= h->r0_end - off &&
+           mm__chunk(h, off + size)->prev_size == size;
+}
+
 /* Under the lock: return the cached chunk at off to the free lists. */
 static void mm__uncache_locked(struct mm_heap_s *h, size_t off)
 {
@@ -130,13 +145,9 @@ static void mm__cache_flush(struct mm__cache *k)
             for (unsigned bin = 0; bin < MM__CACHE_BINS; bin++) {
                 size_t off = k->head[bin];
                 for (unsigned i = 0; i < k->n[bin] && off != 0; i++) {
-                    if (!mm__off_ok(h, off))
-                        break;
-                    struct mm__chunk *c = mm__chunk(h, off);
-                    if ((c->size & (MM__ALLOC_BIT | MM__CACHED_BIT)) !=
-                        (MM__ALLOC_BIT | MM__CACHED_BIT))
-                        break;
-                    size_t next = c->next;
+                    if (!mm__cached_ok(h, off))
+                        break; /* overwritten: the rest of the bin stays lost */
+                    size_t next = mm__chunk(h, off)->next;
                     mm__uncache_locked(h, off);
                     off = next;
                 }

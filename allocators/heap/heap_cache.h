@@ -99,15 +99,15 @@ MM__HOT size_t mm__cache_take(struct mm_heap_s *h, struct mm__cache *k, unsigned
     if (k->n[bin] == 0)
         return 0;
     size_t off = k->head[bin];
+    /* The bin is process-local, the block is not: check what the user will
+     * write stays in region 0, where every cached block comes from. */
+    if (MM_UNLIKELY(off - h->r0_start >= h->r0_end - h->r0_start || (off & (MM__ALIGN - 1u)) != 0))
+        goto overwritten;
     struct mm__chunk *c = mm__chunk(h, off);
     mmsize_t raw = c->size, size = (mmsize_t)(raw & MM__SIZE_MASK);
-    if (MM_UNLIKELY(!mm__off_ok(h, off) ||
-                    (raw & (MM__ALLOC_BIT | MM__CACHED_BIT)) != (MM__ALLOC_BIT | MM__CACHED_BIT))) {
-        /* Someone wrote over a cached block: forget this bin. */
-        k->n[bin] = 0;
-        k->head[bin] = 0;
-        return 0;
-    }
+    if (MM_UNLIKELY((raw & (MM__ALLOC_BIT | MM__CACHED_BIT)) != (MM__ALLOC_BIT | MM__CACHED_BIT) ||
+                    size > h->r0_end - off))
+        goto overwritten;
     if (size < csize)
         return 0;
     k->head[bin] = --k->n[bin] != 0 ? c->next : 0;
@@ -115,6 +115,11 @@ MM__HOT size_t mm__cache_take(struct mm_heap_s *h, struct mm__cache *k, unsigned
     k->mallocs++;
     c->size = (mmsize_t)(raw & ~MM__CACHED_BIT);
     return off;
+
+overwritten: /* someone wrote over a cached block: forget this bin */
+    k->n[bin] = 0;
+    k->head[bin] = 0;
+    return 0;
 }
 
 /* Take a cached block of at least csize bytes: its offset, or 0.  The head
