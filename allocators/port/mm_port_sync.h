@@ -77,6 +77,18 @@ static inline uint32_t mm_port_fetch_add32(uint32_t *p, uint32_t v)
     *p = old + v;
     return old;
 }
+static inline uint32_t mm_port_fetch_or32(uint32_t *p, uint32_t v)
+{
+    uint32_t old = *p;
+    *p = old | v;
+    return old;
+}
+static inline uint32_t mm_port_fetch_and32(uint32_t *p, uint32_t v)
+{
+    uint32_t old = *p;
+    *p = old & v;
+    return old;
+}
 static inline bool mm_port_cas128(uint64_t *p, uint64_t *expected, uint64_t d0, uint64_t d1)
 {
     if (p[0] != expected[0] || p[1] != expected[1]) {
@@ -139,6 +151,14 @@ static inline bool mm_port_cas64(uint64_t *p, uint64_t *expected, uint64_t desir
 static inline uint32_t mm_port_fetch_add32(uint32_t *p, uint32_t v)
 {
     return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST);
+}
+static inline uint32_t mm_port_fetch_or32(uint32_t *p, uint32_t v)
+{
+    return __atomic_fetch_or(p, v, __ATOMIC_SEQ_CST);
+}
+static inline uint32_t mm_port_fetch_and32(uint32_t *p, uint32_t v)
+{
+    return __atomic_fetch_and(p, v, __ATOMIC_SEQ_CST);
 }
 #if MM_CONFIG_PORT == MM_PORT_HOST && defined(__x86_64__)
 /* Compare-and-swap of two adjacent 64-bit words (p 16-byte aligned):
