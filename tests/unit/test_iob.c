@@ -216,7 +216,7 @@ static void t_alloc_exhaust(void)
 static void t_throttled_exhaustion(void)
 {
     pool_up(BUFSIZE, 8, 3);
-    struct iob_s *b[8];
+    struct iob_s *b[9]; /* 8 buffers, and the NULL of the call that fails */
     uint32_t n = 0;
     CU_ASSERT_EQUAL(iob_navail(H, true), 5);
     while ((b[n] = iob_tryalloc(H, true)) != NULL)
