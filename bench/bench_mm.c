@@ -27,13 +27,14 @@
  *
  * Built twice: bench_mm with the configured model, bench_mm_small with the
  * small model (64 KiB heap, so fewer live blocks and sizes up to 1024).
+ * The JSON writer, the clocks and their calibration, the summaries, the
+ * options every benchmark takes and the pinning are bench_util's.
  */
 #define _GNU_SOURCE
 
 #include <inttypes.h>
 #include <malloc.h>
 #include <math.h>
-#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -41,31 +42,20 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
-#include <sys/utsname.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "mm/mm.h"
-
-#if defined(__x86_64__) || defined(__i386__)
-#include <x86intrin.h>
-#define BENCH_TSC 1
-#else
-#define BENCH_TSC 0
-#endif
 
 /* Set by bench/meson.build. */
 #ifndef BENCH_VARIANT
 #define BENCH_VARIANT "configured"
 #endif
-#ifndef BENCH_OPTIMIZATION
-#define BENCH_OPTIMIZATION "unknown"
-#endif
-#ifndef BENCH_BUILDTYPE
-#define BENCH_BUILDTYPE "unknown"
-#endif
 
 #define BENCH_MAX_ROUNDS 1000u
+/* bu_summarize allocates nothing for this many rounds, so that summaries
+ * leave glibc's heap as its measurements left it. */
+_Static_assert(BENCH_MAX_ROUNDS <= BU_SUMMARY_STACK, "rounds summarized on the stack");
 
 /* ---- Configuration ---------------------------------------------------- */
 
@@ -87,11 +77,8 @@ struct bench_cfg {
 
 /* ---- Process state ---------------------------------------------------- */
 
-static void *g_arena;               /* memory every mm heap is made in */
-static size_t g_arena_len;          /* its mapping length */
-static double g_ticks_per_ns = 1.0; /* bench_ticks() units per ns */
-static uint32_t g_timer_overhead;   /* median cost of one timed interval, ticks */
-static uint32_t g_timer_resolution; /* smallest step between two clock reads, ticks */
+static void *g_arena;      /* memory every mm heap is made in */
+static size_t g_arena_len; /* its mapping length */
 static int g_pinned_cpu = -1;
 
 /* Key results, for the "floors" object at the end. */
@@ -107,211 +94,15 @@ static struct {
     uint64_t misuse;
 } g_key = {NAN, NAN, NAN, NAN, NAN, 0, false, 0, 0};
 
-static void *xcalloc(size_t n, size_t size)
+/* ---- JSON pieces ------------------------------------------------------ */
+
+/* "sizes_uniform": [lo, hi], the range random sizes are drawn from. */
+static void js_sizes_uniform(uint32_t lo, uint32_t hi)
 {
-    void *p = calloc(n, size);
-    if (p == NULL) {
-        fprintf(stderr, "bench_mm: out of memory\n");
-        exit(1);
-    }
-    return p;
-}
-
-/* ---- JSON output -------------------------------------------------------- */
-
-/* A tiny writer: it places commas, newlines and indentation, so that the
- * document stays valid however the workloads nest their objects. */
-#define JS_MAX_DEPTH 16
-static struct {
-    int depth;
-    bool first[JS_MAX_DEPTH];
-} js = {0, {true}};
-
-static void js_sep(const char *key)
-{
-    if (js.depth > 0) {
-        if (!js.first[js.depth])
-            putchar(',');
-        putchar('\n');
-        for (int i = 0; i < js.depth; i++)
-            fputs("  ", stdout);
-    }
-    js.first[js.depth] = false;
-    if (key != NULL)
-        printf("\"%s\": ", key);
-}
-
-static void js_open_as(const char *key, char bracket)
-{
-    js_sep(key);
-    putchar(bracket);
-    if (js.depth + 1 >= JS_MAX_DEPTH) {
-        fprintf(stderr, "bench_mm: JSON nested too deep\n");
-        exit(1);
-    }
-    js.depth++;
-    js.first[js.depth] = true;
-}
-
-static void js_close_as(char bracket)
-{
-    bool empty = js.first[js.depth];
-    js.depth--;
-    if (!empty) {
-        putchar('\n');
-        for (int i = 0; i < js.depth; i++)
-            fputs("  ", stdout);
-    }
-    putchar(bracket);
-}
-
-static void js_open(const char *key)
-{
-    js_open_as(key, '{');
-}
-
-static void js_close(void)
-{
-    js_close_as('}');
-}
-
-static void js_open_array(const char *key)
-{
-    js_open_as(key, '[');
-}
-
-static void js_close_array(void)
-{
-    js_close_as(']');
-}
-
-static void js_str(const char *key, const char *s)
-{
-    js_sep(key);
-    putchar('"');
-    for (; *s != '\0'; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            printf("\\%c", c);
-        else if (c < 0x20)
-            printf("\\u%04x", c);
-        else
-            putchar(c);
-    }
-    putchar('"');
-}
-
-static void js_uint(const char *key, uint64_t v)
-{
-    js_sep(key);
-    printf("%" PRIu64, v);
-}
-
-static void js_int(const char *key, int64_t v)
-{
-    js_sep(key);
-    printf("%" PRId64, v);
-}
-
-static void js_num(const char *key, double v, int decimals)
-{
-    js_sep(key);
-    if (isfinite(v))
-        printf("%.*f", decimals, v);
-    else
-        fputs("null", stdout);
-}
-
-static void js_bool(const char *key, bool v)
-{
-    js_sep(key);
-    fputs(v ? "true" : "false", stdout);
-}
-
-static void js_null(const char *key)
-{
-    js_sep(key);
-    fputs("null", stdout);
-}
-
-/* ---- Clocks ------------------------------------------------------------- */
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* The per-operation clock.  lfence on both sides keeps the timed work from
- * moving across the read. */
-static inline uint64_t bench_ticks(void)
-{
-#if BENCH_TSC
-    _mm_lfence();
-    uint64_t t = __rdtsc();
-    _mm_lfence();
-    return t;
-#else
-    return now_ns();
-#endif
-}
-
-/* The same without fences, to see how finely the clock steps. */
-static inline uint64_t bench_ticks_raw(void)
-{
-#if BENCH_TSC
-    return __rdtsc();
-#else
-    return now_ns();
-#endif
-}
-
-static int cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* Ticks per ns over calib_ms of wall time, then the median cost of an empty
- * interval (two back-to-back reads), which latency samples subtract. */
-static void timer_calibrate(unsigned calib_ms)
-{
-#if BENCH_TSC
-    uint64_t n0 = now_ns(), c0 = bench_ticks();
-    while (now_ns() - n0 < (uint64_t)calib_ms * 1000000u)
-        ;
-    uint64_t c1 = bench_ticks(), n1 = now_ns();
-    g_ticks_per_ns = (double)(c1 - c0) / (double)(n1 - n0);
-#else
-    (void)calib_ms;
-    g_ticks_per_ns = 1.0;
-#endif
-    enum { N = 100001 };
-    uint32_t *d = xcalloc(N, sizeof *d);
-    for (size_t i = 0; i < N; i++) {
-        uint64_t a = bench_ticks();
-        uint64_t b = bench_ticks();
-        d[i] = (uint32_t)(b - a);
-    }
-    qsort(d, N, sizeof *d, cmp_u32);
-    g_timer_overhead = d[N / 2];
-    free(d);
-
-    /* Resolution: the smallest nonzero step seen between plain reads. */
-    uint64_t step = UINT64_MAX, prev = bench_ticks_raw();
-    for (int i = 0; i < 100000; i++) {
-        uint64_t t = bench_ticks_raw();
-        if (t != prev && t - prev < step)
-            step = t - prev;
-        prev = t;
-    }
-    g_timer_resolution = step > UINT32_MAX ? UINT32_MAX : (uint32_t)step;
-}
-
-static double ticks_to_ns(double t)
-{
-    return t / g_ticks_per_ns;
+    js_open_array("sizes_uniform");
+    js_uint(NULL, lo);
+    js_uint(NULL, hi);
+    js_close_array();
 }
 
 /* ---- Random numbers (splitmix64) ----------------------------------------- */
@@ -356,13 +147,6 @@ static inline void ba_free(const struct bench_alloc *a, void *p)
         free(p);
 }
 
-/* Make the compiler believe p and the memory behind it are used, so that a
- * malloc, a store and a free are not folded away. */
-static inline void bench_escape(void *p)
-{
-    __asm__ __volatile__("" : : "r"(p) : "memory");
-}
-
 static struct mm_heap_s *heap_fresh(const struct bench_cfg *cfg)
 {
     struct mm_heap_s *h = mm_initialize("bench", g_arena, cfg->heap_size);
@@ -392,45 +176,6 @@ static void heap_done(struct mm_heap_s *h)
 }
 
 /* ---- Statistics ------------------------------------------------------------ */
-
-struct summary {
-    double median, min, max;
-};
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static struct summary summarize(const double *v, unsigned n)
-{
-    double s[BENCH_MAX_ROUNDS];
-    memcpy(s, v, n * sizeof *s);
-    qsort(s, n, sizeof *s, cmp_double);
-    struct summary r = {s[n / 2], s[0], s[n - 1]};
-    if (n % 2 == 0)
-        r.median = (s[n / 2 - 1] + s[n / 2]) / 2.0;
-    return r;
-}
-
-static void js_summary(const char *key, const double *v, unsigned n, int decimals)
-{
-    struct summary s = summarize(v, n);
-    js_open(key);
-    js_num("median", s.median, decimals);
-    js_num("min", s.min, decimals);
-    js_num("max", s.max, decimals);
-    js_close();
-}
-
-static void js_rounds(const char *key, const double *v, unsigned n, int decimals)
-{
-    js_open_array(key);
-    for (unsigned i = 0; i < n; i++)
-        js_num(NULL, v[i], decimals);
-    js_close_array();
-}
 
 /* LSD radix sort; four passes leave the result in a. */
 static void radix_sort_u32(uint32_t *a, uint32_t *tmp, size_t n)
@@ -500,7 +245,7 @@ static uint64_t run_churn(const struct bench_alloc *a, void **live, const struct
                           size_t *failures)
 {
     size_t fail = 0;
-    uint64_t t0 = now_ns();
+    uint64_t t0 = bu_now_ns();
     for (size_t i = 0; i < n; i++) {
         uint32_t s = pl->slot[i];
         ba_free(a, live[s]);
@@ -509,10 +254,10 @@ static uint64_t run_churn(const struct bench_alloc *a, void **live, const struct
             p[0] = (unsigned char)i;
         else
             fail++;
-        bench_escape(p);
+        bu_escape(p);
         live[s] = p;
     }
-    uint64_t t1 = now_ns();
+    uint64_t t1 = bu_now_ns();
     *failures += fail;
     return t1 - t0;
 }
@@ -520,17 +265,17 @@ static uint64_t run_churn(const struct bench_alloc *a, void **live, const struct
 static uint64_t run_lifo(const struct bench_alloc *a, size_t size, size_t n, size_t *failures)
 {
     size_t fail = 0;
-    uint64_t t0 = now_ns();
+    uint64_t t0 = bu_now_ns();
     for (size_t i = 0; i < n; i++) {
         unsigned char *p = ba_malloc(a, size);
         if (p != NULL)
             p[0] = (unsigned char)i;
         else
             fail++;
-        bench_escape(p);
+        bu_escape(p);
         ba_free(a, p);
     }
-    uint64_t t1 = now_ns();
+    uint64_t t1 = bu_now_ns();
     *failures += fail;
     return t1 - t0;
 }
@@ -581,15 +326,15 @@ static void emit_pair(const struct bench_cfg *cfg, const struct pair_job *job,
     for (int k = 0; k < 2; k++) {
         js_open(names[k]);
         js_summary("ns_per_pair", meas[k].ns, n, 2);
-        js_rounds("rounds_ns_per_pair", meas[k].ns, n, 2);
+        js_num_array("rounds_ns_per_pair", meas[k].ns, n, 2);
         js_uint("failures", meas[k].failures);
         js_close();
     }
     double ratio[BENCH_MAX_ROUNDS];
     for (unsigned r = 0; r < n; r++)
         ratio[r] = meas[0].ns[r] / meas[1].ns[r];
-    struct summary mm = summarize(meas[0].ns, n), gl = summarize(meas[1].ns, n);
-    struct summary rr = summarize(ratio, n);
+    struct bu_summary mm = bu_summarize(meas[0].ns, n), gl = bu_summarize(meas[1].ns, n);
+    struct bu_summary rr = bu_summarize(ratio, n);
     js_open("ratio_mm_glibc");
     js_num("of_medians", mm.median / gl.median, 3);
     js_num("round_min", rr.min, 3);
@@ -603,25 +348,25 @@ static void workload_churn(const struct bench_cfg *cfg, struct plan *pl, const c
                            uint32_t lo, uint32_t hi, bool lifo, uint64_t *rng)
 {
     fprintf(stderr, "bench_mm: %s\n", key);
-    uint32_t *init = xcalloc(cfg->live, sizeof *init);
+    uint32_t *init = bu_xcalloc(cfg->live, sizeof *init);
     for (uint32_t i = 0; i < cfg->live; i++)
         init[i] = rng_range(rng, lo, hi);
     plan_draw(pl, cfg->pair_ops, rng, cfg->live, lo, hi);
 
     struct mm_heap_s *h = heap_fresh(cfg);
     const struct bench_alloc al[2] = {{BENCH_MM, h, "mm"}, {BENCH_GLIBC, NULL, "glibc"}};
-    void **live[2] = {xcalloc(cfg->live, sizeof(void *)), xcalloc(cfg->live, sizeof(void *))};
+    void **live[2] = {bu_xcalloc(cfg->live, sizeof(void *)), bu_xcalloc(cfg->live, sizeof(void *))};
     size_t fill_fail[2];
     for (int k = 0; k < 2; k++)
         fill_fail[k] = fill_live(&al[k], live[k], init, cfg->live);
 
-    struct pair_meas *churn = xcalloc(2, sizeof *churn);
+    struct pair_meas *churn = bu_xcalloc(2, sizeof *churn);
     struct pair_job cj = {false, pl, 0, cfg->pair_ops};
     pair_rounds(cfg, al, live, &cj, churn);
     struct pair_meas *lf = NULL;
     struct pair_job lj = {true, NULL, lo, cfg->pair_ops};
     if (lifo) {
-        lf = xcalloc(2, sizeof *lf);
+        lf = bu_xcalloc(2, sizeof *lf);
         pair_rounds(cfg, al, live, &lj, lf);
     }
 
@@ -629,10 +374,7 @@ static void workload_churn(const struct bench_cfg *cfg, struct plan *pl, const c
     if (lo == hi) {
         js_uint("size", lo);
     } else {
-        js_open_array("sizes_uniform");
-        js_uint(NULL, lo);
-        js_uint(NULL, hi);
-        js_close_array();
+        js_sizes_uniform(lo, hi);
     }
     js_uint("live_blocks", cfg->live);
     js_uint("fill_failures_mm", fill_fail[0]);
@@ -648,8 +390,8 @@ static void workload_churn(const struct bench_cfg *cfg, struct plan *pl, const c
     } else {
         emit_pair(cfg, &cj, churn,
                   "steady state: free a random live slot, malloc into it, write a byte");
-        g_key.pair_ratio =
-            summarize(churn[0].ns, cfg->rounds).median / summarize(churn[1].ns, cfg->rounds).median;
+        g_key.pair_ratio = bu_summarize(churn[0].ns, cfg->rounds).median /
+                           bu_summarize(churn[1].ns, cfg->rounds).median;
     }
     for (int k = 0; k < 2; k++)
         free_live(&al[k], live[k], cfg->live);
@@ -669,10 +411,9 @@ struct lat_stat {
     double p50, p99, p9999, max, mean, over_1us;
 };
 
-static uint32_t nearest_rank(const uint32_t *sorted, size_t n, uint64_t ppm)
+static uint32_t nearest_rank(const uint32_t *sorted, size_t n, uint32_t ppm)
 {
-    size_t k = (size_t)(((uint64_t)n * ppm + 999999u) / 1000000u);
-    return sorted[k == 0 ? 0 : k - 1];
+    return sorted[bu_rank(n, ppm)];
 }
 
 static struct lat_stat lat_of(const uint32_t *sorted, size_t n)
@@ -681,7 +422,7 @@ static struct lat_stat lat_of(const uint32_t *sorted, size_t n)
     double sum = 0;
     for (size_t i = 0; i < n; i++)
         sum += sorted[i];
-    uint32_t us = (uint32_t)(1000.0 * g_ticks_per_ns);
+    uint32_t us = (uint32_t)(1000.0 * bu_ticks_per_ns());
     size_t lo = 0, hi = n; /* first sample above 1 us */
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
@@ -690,18 +431,19 @@ static struct lat_stat lat_of(const uint32_t *sorted, size_t n)
         else
             hi = mid;
     }
-    s.p50 = ticks_to_ns(nearest_rank(sorted, n, 500000));
-    s.p99 = ticks_to_ns(nearest_rank(sorted, n, 990000));
-    s.p9999 = ticks_to_ns(nearest_rank(sorted, n, 999900));
-    s.max = ticks_to_ns(sorted[n - 1]);
-    s.mean = ticks_to_ns(sum / (double)n);
+    s.p50 = bu_ticks_to_ns(nearest_rank(sorted, n, 500000));
+    s.p99 = bu_ticks_to_ns(nearest_rank(sorted, n, 990000));
+    s.p9999 = bu_ticks_to_ns(nearest_rank(sorted, n, 999900));
+    s.max = bu_ticks_to_ns(sorted[n - 1]);
+    s.mean = bu_ticks_to_ns(sum / (double)n);
     s.over_1us = (double)(n - lo);
     return s;
 }
 
-static inline uint32_t lat_sample(uint64_t t)
+/* An interval of t ticks less the timer's own cost (bu_timer_overhead). */
+static inline uint32_t lat_sample(uint64_t t, uint32_t overhead)
 {
-    t = t > g_timer_overhead ? t - g_timer_overhead : 0;
+    t = t > overhead ? t - overhead : 0;
     return t > UINT32_MAX ? UINT32_MAX : (uint32_t)t;
 }
 
@@ -710,23 +452,24 @@ static inline uint32_t lat_sample(uint64_t t)
 static void run_latency(const struct bench_alloc *a, void **live, const struct plan *pl, size_t n,
                         uint32_t *samples, size_t *failures)
 {
+    uint32_t overhead = bu_timer_overhead();
     size_t fail = 0;
     for (size_t i = 0; i < n; i++) {
         uint32_t s = pl->slot[i];
         void *old = live[s];
-        uint64_t t0 = bench_ticks();
+        uint64_t t0 = bu_ticks();
         ba_free(a, old);
-        uint64_t t1 = bench_ticks();
+        uint64_t t1 = bu_ticks();
         unsigned char *p = ba_malloc(a, pl->size[i]);
-        uint64_t t2 = bench_ticks();
+        uint64_t t2 = bu_ticks();
         if (p != NULL)
             p[0] = (unsigned char)i;
         else
             fail++;
-        bench_escape(p);
+        bu_escape(p);
         live[s] = p;
-        samples[i] = lat_sample(t2 - t1);
-        samples[n + i] = lat_sample(t1 - t0);
+        samples[i] = lat_sample(t2 - t1, overhead);
+        samples[n + i] = lat_sample(t1 - t0, overhead);
     }
     *failures += fail;
 }
@@ -738,18 +481,19 @@ enum { LAT_MALLOC, LAT_FREE, LAT_ALL, LAT_KINDS };
  * churn would free (the cache and TLB miss that any free pays). */
 static void run_floor(void *const *live, const struct plan *pl, size_t n, uint32_t *samples)
 {
+    uint32_t overhead = bu_timer_overhead();
     unsigned char sink = 0;
     for (size_t i = 0; i < n; i++) {
         const volatile unsigned char *b = live[pl->slot[i]];
-        uint64_t t0 = bench_ticks();
-        uint64_t t1 = bench_ticks();
+        uint64_t t0 = bu_ticks();
+        uint64_t t1 = bu_ticks();
         if (b != NULL)
             sink ^= *b;
-        uint64_t t2 = bench_ticks();
-        samples[i] = lat_sample(t1 - t0);
-        samples[n + i] = lat_sample(t2 - t1);
+        uint64_t t2 = bu_ticks();
+        samples[i] = lat_sample(t1 - t0, overhead);
+        samples[n + i] = lat_sample(t2 - t1, overhead);
     }
-    bench_escape(&sink);
+    bu_escape(&sink);
 }
 
 /* Interrupts the kernel has taken on cpu, summed over /proc/interrupts;
@@ -828,21 +572,21 @@ static void workload_latency(const struct bench_cfg *cfg, struct plan *pl, uint6
 {
     fprintf(stderr, "bench_mm: latency\n");
     size_t n = cfg->lat_ops;
-    uint32_t *init = xcalloc(cfg->live, sizeof *init);
+    uint32_t *init = bu_xcalloc(cfg->live, sizeof *init);
     for (uint32_t i = 0; i < cfg->live; i++)
         init[i] = rng_range(rng, cfg->size_min, cfg->size_max);
     plan_draw(pl, n, rng, cfg->live, cfg->size_min, cfg->size_max);
-    uint32_t *samples = xcalloc(2 * n, sizeof *samples);
-    uint32_t *tmp = xcalloc(2 * n, sizeof *tmp);
-    uint32_t *merged = xcalloc(2 * n, sizeof *merged);
-    struct lat_stat(*st)[LAT_KINDS] = xcalloc(2u * cfg->rounds, sizeof *st);
+    uint32_t *samples = bu_xcalloc(2 * n, sizeof *samples);
+    uint32_t *tmp = bu_xcalloc(2 * n, sizeof *tmp);
+    uint32_t *merged = bu_xcalloc(2 * n, sizeof *merged);
+    struct lat_stat(*st)[LAT_KINDS] = bu_xcalloc(2u * cfg->rounds, sizeof *st);
     double irq[2][BENCH_MAX_ROUNDS], csw[2][BENCH_MAX_ROUNDS], adj[2][BENCH_MAX_ROUNDS];
     bool irq_known = true;
-    struct lat_stat(*fl)[2] = xcalloc(cfg->rounds, sizeof *fl);
+    struct lat_stat(*fl)[2] = bu_xcalloc(cfg->rounds, sizeof *fl);
 
     struct mm_heap_s *h = heap_fresh(cfg);
     const struct bench_alloc al[2] = {{BENCH_MM, h, "mm"}, {BENCH_GLIBC, NULL, "glibc"}};
-    void **live[2] = {xcalloc(cfg->live, sizeof(void *)), xcalloc(cfg->live, sizeof(void *))};
+    void **live[2] = {bu_xcalloc(cfg->live, sizeof(void *)), bu_xcalloc(cfg->live, sizeof(void *))};
     size_t failures[2] = {0, 0};
     for (int k = 0; k < 2; k++) {
         failures[k] += fill_live(&al[k], live[k], init, cfg->live);
@@ -873,7 +617,7 @@ static void workload_latency(const struct bench_cfg *cfg, struct plan *pl, uint6
             /* Drop as many of the slowest samples as interrupts came. */
             size_t drop = irq1 > irq0 ? (size_t)(irq1 - irq0) : 0;
             adj[k][r] =
-                drop < 2 * n ? ticks_to_ns(nearest_rank(merged, 2 * n - drop, 999900)) : NAN;
+                drop < 2 * n ? bu_ticks_to_ns(nearest_rank(merged, 2 * n - drop, 999900)) : NAN;
         }
         run_floor(live[0], pl, n, samples);
         radix_sort_u32(samples, tmp, n);
@@ -884,10 +628,7 @@ static void workload_latency(const struct bench_cfg *cfg, struct plan *pl, uint6
 
     js_open("latency");
     js_str("pattern", "random_pair steady state, each malloc and each free timed alone");
-    js_open_array("sizes_uniform");
-    js_uint(NULL, cfg->size_min);
-    js_uint(NULL, cfg->size_max);
-    js_close_array();
+    js_sizes_uniform(cfg->size_min, cfg->size_max);
     js_uint("live_blocks", cfg->live);
     js_uint("mallocs_per_round", n);
     js_uint("frees_per_round", n);
@@ -922,8 +663,8 @@ static void workload_latency(const struct bench_cfg *cfg, struct plan *pl, uint6
             double v[BENCH_MAX_ROUNDS];
             for (unsigned r = 0; r < cfg->rounds; r++)
                 v[r] = per[LAT_ALL][r].p9999;
-            g_key.p9999_mm = summarize(v, cfg->rounds).median;
-            g_key.p9999_mm_adj = irq_known ? summarize(adj[0], cfg->rounds).median : NAN;
+            g_key.p9999_mm = bu_summarize(v, cfg->rounds).median;
+            g_key.p9999_mm_adj = irq_known ? bu_summarize(adj[0], cfg->rounds).median : NAN;
         }
     }
     js_open("machine_floor");
@@ -972,8 +713,8 @@ static struct util_result util_fill(const struct bench_cfg *cfg, struct mm_heap_
     struct util_result r = {0};
     uint64_t rng = seed;
     if (churn) {
-        void **live = xcalloc(cfg->live, sizeof *live);
-        uint32_t *lsize = xcalloc(cfg->live, sizeof *lsize);
+        void **live = bu_xcalloc(cfg->live, sizeof *live);
+        uint32_t *lsize = bu_xcalloc(cfg->live, sizeof *lsize);
         for (uint32_t i = 0; i < cfg->live; i++) {
             lsize[i] = rng_range(&rng, cfg->size_min, cfg->size_max);
             live[i] = mm_malloc(h, lsize[i]);
@@ -1032,10 +773,7 @@ static void workload_utilization(const struct bench_cfg *cfg, uint64_t *rng)
 {
     fprintf(stderr, "bench_mm: utilization\n");
     js_open("utilization");
-    js_open_array("sizes_uniform");
-    js_uint(NULL, cfg->size_min);
-    js_uint(NULL, cfg->size_max);
-    js_close_array();
+    js_sizes_uniform(cfg->size_min, cfg->size_max);
     js_uint("heap_size", cfg->heap_size);
     js_str("definition", "sum of requested bytes of live blocks / heap_size, at the first failed "
                          "malloc; one seed per round");
@@ -1064,7 +802,7 @@ static void workload_utilization(const struct bench_cfg *cfg, uint64_t *rng)
                     js_str("pattern", "fresh heap filled with random sizes");
                 }
                 js_summary("utilization", u, cfg->rounds, 5);
-                js_rounds("rounds_utilization", u, cfg->rounds, 5);
+                js_num_array("rounds_utilization", u, cfg->rounds, 5);
                 js_bool("every_round_ended_by_failure", all_failed);
                 js_open("round_0");
                 js_uint("live_blocks", first.blocks);
@@ -1079,7 +817,7 @@ static void workload_utilization(const struct bench_cfg *cfg, uint64_t *rng)
                 js_close();
             }
         }
-        double med = summarize(u, cfg->rounds).median;
+        double med = bu_summarize(u, cfg->rounds).median;
         if (churn)
             g_key.util_churn = med;
         else
@@ -1102,7 +840,7 @@ static int cmp_i64(const void *a, const void *b)
  * occurs, min and max. */
 static void js_distances(void *const *p, size_t n, int64_t *mode_out, bool *uniform_out)
 {
-    int64_t *d = xcalloc(n, sizeof *d);
+    int64_t *d = bu_xcalloc(n, sizeof *d);
     size_t m = n - 1;
     for (size_t i = 0; i < m; i++)
         d[i] = (int64_t)((uintptr_t)p[i + 1] - (uintptr_t)p[i]);
@@ -1135,7 +873,7 @@ static void workload_overhead(const struct bench_cfg *cfg)
 {
     fprintf(stderr, "bench_mm: overhead_16\n");
     size_t n = cfg->overhead_blocks;
-    void **p = xcalloc(n, sizeof *p);
+    void **p = bu_xcalloc(n, sizeof *p);
     js_open("overhead_16");
     js_uint("blocks", n);
     js_str("pattern", "n mallocs of 16 bytes from a fresh heap; distance between consecutive "
@@ -1193,48 +931,7 @@ static void workload_overhead(const struct bench_cfg *cfg)
     free(p);
 }
 
-/* ---- Machine ----------------------------------------------------------------- */
-
-static int pin_one_cpu(void)
-{
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) != 0)
-        return -1;
-    size_t cpu = CPU_SETSIZE;
-    for (size_t i = 0; i < CPU_SETSIZE; i++)
-        if (CPU_ISSET(i, &set))
-            cpu = i; /* the highest: CPU 0 tends to take more interrupts */
-    if (cpu == CPU_SETSIZE)
-        return -1;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    if (sched_setaffinity(0, sizeof set, &set) != 0)
-        return -1;
-    return (int)cpu;
-}
-
-static void cpu_model(char *buf, size_t len)
-{
-    snprintf(buf, len, "unknown");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (f == NULL)
-        return;
-    char line[256];
-    while (fgets(line, sizeof line, f) != NULL) {
-        if (strncmp(line, "model name", 10) == 0) {
-            char *c = strchr(line, ':');
-            if (c != NULL) {
-                c++;
-                while (*c == ' ' || *c == '\t')
-                    c++;
-                c[strcspn(c, "\n")] = '\0';
-                snprintf(buf, len, "%s", c);
-            }
-            break;
-        }
-    }
-    fclose(f);
-}
+/* ---- Header and floors --------------------------------------------------------- */
 
 static void emit_header(const struct bench_cfg *cfg)
 {
@@ -1245,10 +942,7 @@ static void emit_header(const struct bench_cfg *cfg)
     js_uint("mm_overhead", MM_OVERHEAD);
     js_uint("heap_size", cfg->heap_size);
     js_uint("live_blocks", cfg->live);
-    js_open_array("sizes_uniform");
-    js_uint(NULL, cfg->size_min);
-    js_uint(NULL, cfg->size_max);
-    js_close_array();
+    js_sizes_uniform(cfg->size_min, cfg->size_max);
     js_uint("pairs_per_round", cfg->pair_ops);
     js_uint("latency_pairs_per_round", cfg->lat_ops);
     js_uint("rounds", cfg->rounds);
@@ -1259,9 +953,7 @@ static void emit_header(const struct bench_cfg *cfg)
     js_str("glibc_tuning", "none (default mallopt settings)");
 
     js_open("build");
-    js_str("compiler", __VERSION__);
-    js_str("buildtype", BENCH_BUILDTYPE);
-    js_str("optimization", BENCH_OPTIMIZATION);
+    bu_emit_build_fields();
 #ifdef NDEBUG
     js_bool("ndebug", true);
 #else
@@ -1272,23 +964,17 @@ static void emit_header(const struct bench_cfg *cfg)
     js_close();
 
     js_open("machine");
-    char model[128];
-    cpu_model(model, sizeof model);
-    js_str("cpu", model);
-    js_int("nproc", sysconf(_SC_NPROCESSORS_ONLN));
-    struct utsname u;
-    if (uname(&u) == 0)
-        js_str("kernel", u.release);
+    bu_emit_machine_fields();
     if (g_pinned_cpu >= 0)
         js_int("pinned_cpu", g_pinned_cpu);
     else
         js_null("pinned_cpu");
     js_open("timer");
-    js_str("per_op_clock", BENCH_TSC ? "rdtsc (lfence on both sides)" : "CLOCK_MONOTONIC");
+    js_str("per_op_clock", bu_have_tsc() ? "rdtsc (lfence on both sides)" : "CLOCK_MONOTONIC");
     js_str("pair_clock", "CLOCK_MONOTONIC around each round");
-    js_num("ticks_per_ns", g_ticks_per_ns, 4);
-    js_num("resolution_ns", ticks_to_ns(g_timer_resolution), 2);
-    js_num("overhead_ns", ticks_to_ns(g_timer_overhead), 2);
+    js_num("ticks_per_ns", bu_ticks_per_ns(), 4);
+    js_num("resolution_ns", bu_ticks_to_ns(bu_timer_resolution()), 2);
+    js_num("overhead_ns", bu_ticks_to_ns(bu_timer_overhead()), 2);
     js_bool("overhead_subtracted_from_latency_samples", true);
     js_close();
     js_close();
@@ -1329,45 +1015,28 @@ static void usage(FILE *f)
             BENCH_MAX_ROUNDS);
 }
 
-static bool parse_u64(const char *s, uint64_t *out)
-{
-    char *end;
-    if (s == NULL || *s == '\0' || *s == '-')
-        return false;
-    unsigned long long v = strtoull(s, &end, 0);
-    if (*end != '\0')
-        return false;
-    *out = v;
-    return true;
-}
-
 int main(int argc, char **argv)
 {
     struct bench_cfg cfg = {.pin = true, .seed = 1};
-    uint64_t rounds = 0;
+    struct bu_opts opts = {false, 0};
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--quick") == 0) {
-            cfg.quick = true;
-        } else if (strcmp(argv[i], "--no-pin") == 0) {
-            cfg.pin = false;
-        } else if (strcmp(argv[i], "--rounds") == 0) {
-            if (!parse_u64(argv[++i], &rounds) || rounds < 1 || rounds > BENCH_MAX_ROUNDS) {
-                usage(stderr);
-                return 2;
-            }
-        } else if (strcmp(argv[i], "--seed") == 0) {
-            if (!parse_u64(argv[++i], &cfg.seed)) {
-                usage(stderr);
-                return 2;
-            }
-        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+        enum bu_opt_result r = bu_opt(argc, argv, &i, BENCH_MAX_ROUNDS, &opts);
+        if (r == BU_OPT_OTHER) {
+            if (strcmp(argv[i], "--no-pin") == 0)
+                cfg.pin = false;
+            else if (strcmp(argv[i], "--seed") != 0 || !bu_parse_u64(argv[++i], &cfg.seed))
+                r = BU_OPT_BAD;
+        }
+        if (r == BU_OPT_HELP) {
             usage(stdout);
             return 0;
-        } else {
+        }
+        if (r == BU_OPT_BAD) {
             usage(stderr);
             return 2;
         }
     }
+    cfg.quick = opts.quick;
 
 #if MM_CONFIG_SMALL
     cfg.heap_size = MM_MAX_HEAPSIZE; /* 64 KiB */
@@ -1380,7 +1049,7 @@ int main(int argc, char **argv)
     cfg.size_min = 16;
     cfg.size_max = 4096;
 #endif
-    cfg.rounds = rounds != 0 ? (unsigned)rounds : cfg.quick ? 3u : 7u;
+    cfg.rounds = opts.rounds != 0 ? opts.rounds : cfg.quick ? 3u : 7u;
     cfg.pair_ops = cfg.quick ? 200000u : 2000000u;
     cfg.lat_ops = cfg.quick ? 200000u : 1000000u;
     cfg.util_churn_ops = cfg.quick ? 100000u : 1000000u;
@@ -1388,16 +1057,13 @@ int main(int argc, char **argv)
     cfg.calib_ms = cfg.quick ? 20u : 100u;
 
     if (cfg.pin) {
-        g_pinned_cpu = pin_one_cpu();
-        if (g_pinned_cpu < 0)
+        int cpu; /* the highest: CPU 0 tends to take more interrupts */
+        if (bu_cpus(&cpu, 1) == 1 && bu_pin(cpu))
+            g_pinned_cpu = cpu;
+        else
             fprintf(stderr, "bench_mm: could not pin to one CPU; running unpinned\n");
     }
-    if (strcmp(BENCH_OPTIMIZATION, "0") == 0 || strcmp(BENCH_OPTIMIZATION, "g") == 0 ||
-        strcmp(BENCH_OPTIMIZATION, "plain") == 0)
-        fprintf(stderr,
-                "bench_mm: warning: the allocator library is built with optimization "
-                "'%s'; timings are not meaningful\n",
-                BENCH_OPTIMIZATION);
+    bu_warn_unoptimized();
 
     long page = sysconf(_SC_PAGESIZE);
     size_t pg = page > 0 ? (size_t)page : 4096u;
@@ -1410,15 +1076,15 @@ int main(int argc, char **argv)
     }
     memset(g_arena, 0, g_arena_len); /* no page faults inside the timed loops */
 
-    timer_calibrate(cfg.calib_ms);
+    bu_calibrate(cfg.calib_ms);
 
     struct plan pl;
     pl.cap = cfg.pair_ops > cfg.lat_ops ? cfg.pair_ops : cfg.lat_ops;
-    pl.slot = xcalloc(pl.cap, sizeof *pl.slot);
-    pl.size = xcalloc(pl.cap, sizeof *pl.size);
+    pl.slot = bu_xcalloc(pl.cap, sizeof *pl.slot);
+    pl.size = bu_xcalloc(pl.cap, sizeof *pl.size);
     uint64_t rng = cfg.seed;
 
-    uint64_t t0 = now_ns();
+    uint64_t t0 = bu_now_ns();
     js_open(NULL);
     emit_header(&cfg);
     js_open("workloads");
@@ -1430,9 +1096,8 @@ int main(int argc, char **argv)
     workload_overhead(&cfg);
     js_close();
     emit_floors(&cfg);
-    js_num("run_seconds", (double)(now_ns() - t0) / 1e9, 2);
-    js_close();
-    putchar('\n');
+    js_num("run_seconds", (double)(bu_now_ns() - t0) / 1e9, 2);
+    js_close(); /* ends the document with a newline */
 
     free(pl.slot);
     free(pl.size);
