@@ -132,8 +132,9 @@ static inline size_t gran__popcount(gran_word_t x)
  * shifts by W or more. */
 static inline gran_word_t gran__mask(size_t bit, size_t count)
 {
-    gran_word_t low =
-        count == GRAN__WORD_BITS ? GRAN__ONES : (gran_word_t)(((gran_word_t)1 << count) - 1u);
+    gran_word_t low = GRAN__ONES;
+    if (count < GRAN__WORD_BITS)
+        low = (gran_word_t)(((gran_word_t)1 << count) - 1u);
     return (gran_word_t)(low << bit);
 }
 
