@@ -36,6 +36,17 @@
  */
 #include "iob_internal.h"
 
+/* 0 if h is a live handle and id names a channel slot, else the error
+ * (recorded in the handle when there is one). */
+static int iob__channel_id_bad(struct iob_pool_s *h, int id)
+{
+    if (!iob__handle_ok(h))
+        return -MM_EINVAL;
+    if (id < 0 || id >= (int)IOB_CONFIG_CHANNELS)
+        return iob__fail(h, -MM_EINVAL);
+    return 0;
+}
+
 /* ---- Helpers --------------------------------------------------------------- */
 
 static bool iob__chan_mask(const struct iob__chan *c, uint32_t *mask)
@@ -73,10 +84,9 @@ static bool iob__queued_at(uint64_t st, uint32_t id, uint32_t pos)
 static int iob__chan_use(struct iob_pool_s *h, int id, uint32_t role, struct iob__chan **c,
                          struct iob__chcache **k)
 {
-    if (!iob__handle_ok(h))
-        return -MM_EINVAL;
-    if (id < 0 || id >= (int)IOB_CONFIG_CHANNELS)
-        return iob__fail(h, -MM_EINVAL);
+    int bad = iob__channel_id_bad(h, id);
+    if (bad != 0)
+        return bad;
     *k = &h->ch[id];
     *c = &h->chan[id];
     if ((*k)->gen == 0 || ((*k)->roles & role) == 0)
@@ -241,10 +251,9 @@ int iob_channel_connect(struct iob_pool_s *h, int id, uint32_t roles)
 
 int iob_channel_disconnect(struct iob_pool_s *h, int id, uint32_t roles)
 {
-    if (!iob__handle_ok(h))
-        return -MM_EINVAL;
-    if (id < 0 || id >= (int)IOB_CONFIG_CHANNELS)
-        return iob__fail(h, -MM_EINVAL);
+    int bad = iob__channel_id_bad(h, id);
+    if (bad != 0)
+        return bad;
     int r = iob__admin_lock(h);
     if (r < 0)
         return r;
@@ -266,10 +275,9 @@ int iob_channel_disconnect(struct iob_pool_s *h, int id, uint32_t roles)
 
 int iob_channel_destroy(struct iob_pool_s *h, int id)
 {
-    if (!iob__handle_ok(h))
-        return -MM_EINVAL;
-    if (id < 0 || id >= (int)IOB_CONFIG_CHANNELS)
-        return iob__fail(h, -MM_EINVAL);
+    int bad = iob__channel_id_bad(h, id);
+    if (bad != 0)
+        return bad;
     int r = iob__admin_lock(h);
     if (r < 0)
         return r;
@@ -312,10 +320,9 @@ int iob_channel_destroy(struct iob_pool_s *h, int id)
 
 int iob_channel_count(struct iob_pool_s *h, int id)
 {
-    if (!iob__handle_ok(h))
-        return -MM_EINVAL;
-    if (id < 0 || id >= (int)IOB_CONFIG_CHANNELS)
-        return iob__fail(h, -MM_EINVAL);
+    int bad = iob__channel_id_bad(h, id);
+    if (bad != 0)
+        return bad;
     struct iob__chan *c = &h->chan[id];
     uint32_t mask;
     if (mm_port_load32(&c->state) != IOB__CH_ACTIVE)
