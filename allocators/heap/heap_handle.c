@@ -123,18 +123,21 @@ struct mm_heap_s *mm_attach(void *heapstart, size_t heapsize)
         heapsize < sizeof(struct mm__header))
         return NULL;
     const struct mm__header *hd = heapstart;
+    /* Read each shared field once: a writer could change it between a check
+     * and a use. */
+    uint64_t span = hd->span;
+    uint32_t nregions = hd->nregions;
     if (__atomic_load_n(&hd->magic, __ATOMIC_ACQUIRE) != MM__MAGIC || hd->version != MM__VERSION ||
         hd->size_bytes != sizeof(mmsize_t) || hd->debug != MM_CONFIG_DEBUG ||
-        hd->header_size != sizeof(struct mm__header) || hd->nregions == 0 ||
-        hd->nregions > MM_CONFIG_REGIONS || hd->span > heapsize ||
-        hd->span > (uint64_t)MM_MAX_HEAPSIZE)
+        hd->header_size != sizeof(struct mm__header) || nregions == 0 ||
+        nregions > MM_CONFIG_REGIONS || span > heapsize || span > (uint64_t)MM_MAX_HEAPSIZE)
         return NULL;
 
     /* Trust the recorded span only as far as the mapping reaches. */
-    struct mm_heap_s *h = mm__handle_claim(heapstart, (size_t)hd->span);
+    struct mm_heap_s *h = mm__handle_claim(heapstart, (size_t)span);
     if (h == NULL)
         return NULL;
-    for (unsigned i = 0; i < hd->nregions; i++) {
+    for (unsigned i = 0; i < nregions; i++) {
         size_t s, e;
         if (!mm__region_bounds(h, i, &s, &e) || e - s < MM__MINCHUNK) {
             mm__handle_release(h);
@@ -175,9 +178,10 @@ void mm_addregion(struct mm_heap_s *h, void *start, size_t size)
     if (mm__enter(h) != 0)
         return;
     struct mm__header *hd = mm__hdr(h);
+    uint32_t nregions = hd->nregions; /* read once: shared memory may change */
     uintptr_t b = (uintptr_t)h->base, s = (uintptr_t)start;
     h->last_error = MM_ERR_INVAL;
-    if (hd->nregions >= MM_CONFIG_REGIONS || s < b + sizeof(struct mm__header) ||
+    if (nregions >= MM_CONFIG_REGIONS || s < b + sizeof(struct mm__header) ||
         size > (uintptr_t)-1 - s)
         goto out;
     uint64_t first = mm__align_up((size_t)(s - b));
@@ -185,7 +189,7 @@ void mm_addregion(struct mm_heap_s *h, void *start, size_t size)
     if (end > (uint64_t)MM_MAX_HEAPSIZE || end < first + MM__MINCHUNK + MM__HDR)
         goto out;
     end -= MM__HDR;
-    for (unsigned i = 0; i < hd->nregions; i++) {
+    for (unsigned i = 0; i < nregions; i++) {
         uint64_t rs = hd->region[i].start, re = (uint64_t)hd->region[i].end + MM__HDR;
         if (first < re && end + MM__HDR > rs)
             goto out; /* overlaps region i */
@@ -194,8 +198,8 @@ void mm_addregion(struct mm_heap_s *h, void *start, size_t size)
         h->limit = (size_t)(end + MM__HDR);
     if (end + MM__HDR > hd->span)
         hd->span = end + MM__HDR;
-    mm__region_init(h, (unsigned)hd->nregions, (size_t)first, (size_t)end);
-    hd->nregions++;
+    mm__region_init(h, (unsigned)nregions, (size_t)first, (size_t)end);
+    hd->nregions = nregions + 1u;
     h->last_error = MM_OK;
 out:
     mm__leave(h);
