@@ -245,10 +245,12 @@ static void lat_child_iob(struct lat_env *e, uint32_t spin, uint32_t n, int cpu)
     _exit(0);
 }
 
-static bool read_full(int fd, uint8_t *p, size_t n)
+/* Move all n bytes through fd, reading into p or writing from it, across
+ * short transfers and signals. */
+static bool xfer_full(int fd, uint8_t *p, size_t n, bool reading)
 {
     while (n > 0) {
-        ssize_t k = read(fd, p, n);
+        ssize_t k = reading ? read(fd, p, n) : write(fd, p, n);
         if (k <= 0) {
             if (k < 0 && errno == EINTR)
                 continue;
@@ -260,19 +262,14 @@ static bool read_full(int fd, uint8_t *p, size_t n)
     return true;
 }
 
+static bool read_full(int fd, uint8_t *p, size_t n)
+{
+    return xfer_full(fd, p, n, true);
+}
+
 static bool write_full(int fd, const uint8_t *p, size_t n)
 {
-    while (n > 0) {
-        ssize_t k = write(fd, p, n);
-        if (k <= 0) {
-            if (k < 0 && errno == EINTR)
-                continue;
-            return false;
-        }
-        p += k;
-        n -= (size_t)k;
-    }
-    return true;
+    return xfer_full(fd, (uint8_t *)(uintptr_t)p, n, false);
 }
 
 static void lat_child_socket(int fd, uint32_t size, uint32_t n, int cpu)

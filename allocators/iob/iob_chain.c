@@ -96,31 +96,31 @@ uint8_t *iob_buffer(struct iob_pool_s *h, const struct iob_s *iob)
     return iob__storage(h, b);
 }
 
+/* iob's index and the offset and length of its data, all checked against
+ * the handle; false if iob is not a buffer of this pool or its descriptor
+ * was scribbled over. */
+static bool iob__checked_extent(struct iob_pool_s *h, const struct iob_s *iob, uint32_t *b,
+                                uint32_t *off, uint32_t *len)
+{
+    return iob__handle_ok(h) && iob__index(h, iob, b) && iob__extent(h, iob__desc(h, *b), off, len);
+}
+
 uint8_t *iob_data(struct iob_pool_s *h, const struct iob_s *iob)
 {
     uint32_t b, off, len;
-    if (!iob__handle_ok(h) || !iob__index(h, iob, &b) ||
-        !iob__extent(h, iob__desc(h, b), &off, &len))
-        return NULL;
-    return iob__storage(h, b) + off;
+    return iob__checked_extent(h, iob, &b, &off, &len) ? iob__storage(h, b) + off : NULL;
 }
 
 uint32_t iob_len(struct iob_pool_s *h, const struct iob_s *iob)
 {
     uint32_t b, off, len;
-    if (!iob__handle_ok(h) || !iob__index(h, iob, &b) ||
-        !iob__extent(h, iob__desc(h, b), &off, &len))
-        return 0;
-    return len;
+    return iob__checked_extent(h, iob, &b, &off, &len) ? len : 0;
 }
 
 uint32_t iob_offset(struct iob_pool_s *h, const struct iob_s *iob)
 {
     uint32_t b, off, len;
-    if (!iob__handle_ok(h) || !iob__index(h, iob, &b) ||
-        !iob__extent(h, iob__desc(h, b), &off, &len))
-        return 0;
-    return off;
+    return iob__checked_extent(h, iob, &b, &off, &len) ? off : 0;
 }
 
 uint32_t iob_pktlen(struct iob_pool_s *h, const struct iob_s *iob)

@@ -95,6 +95,13 @@ bool hw_free_all(struct hw_worker *w);
  * it (w->err says why). */
 bool hw_alloc_one(struct hw_worker *w, size_t size);
 
+/* The heap size the unit tests use: the small model's limit, or 1 MiB. */
+#if MM_CONFIG_SMALL
+#define HW_HEAP_SIZE ((size_t)0x10000)
+#else
+#define HW_HEAP_SIZE ((size_t)1 << 20)
+#endif
+
 /* ---- Recorders for the heap's callbacks ------------------------------------ */
 
 /* What the misuse callback reported last, and how often. */

@@ -28,12 +28,6 @@
 
 /* ---- Sizes of this variant ---------------------------------------------- */
 
-#if MM_CONFIG_SMALL
-#define HEAP_SIZE ((size_t)0x10000) /* the model's limit */
-#else
-#define HEAP_SIZE ((size_t)1 << 20)
-#endif
-
 /* White-box: the header of the chunk that holds user pointer p. */
 static struct mm__chunk *chunk_of(void *p)
 {
@@ -99,7 +93,7 @@ static void th_close(struct th *t, bool expect_clean)
 static void test_handles_exhaust_and_release(void)
 {
     struct th t;
-    th_open(&t, HEAP_SIZE);
+    th_open(&t, HW_HEAP_SIZE);
     static struct mm_heap_s *hs[MM_CONFIG_MAX_HEAPS + 1];
     size_t n = 0;
     while (n < MM_CONFIG_MAX_HEAPS + 1) {
@@ -111,8 +105,8 @@ static void test_handles_exhaust_and_release(void)
     /* One handle is t.h. */
     CU_ASSERT_EQUAL(n, MM_CONFIG_MAX_HEAPS - 1);
     /* No handle left: neither attach nor initialize can succeed. */
-    uint8_t *other = map_mem(HEAP_SIZE);
-    CU_ASSERT_PTR_NULL(mm_initialize("x", other, HEAP_SIZE));
+    uint8_t *other = map_mem(HW_HEAP_SIZE);
+    CU_ASSERT_PTR_NULL(mm_initialize("x", other, HW_HEAP_SIZE));
     CU_ASSERT_PTR_NULL(mm_attach(t.mem, t.size));
     /* Handles are distinct and all work. */
     for (size_t i = 1; i < n; i++)
@@ -131,56 +125,57 @@ static void test_handles_exhaust_and_release(void)
     for (size_t i = 0; i < n; i++)
         mm_detach(hs[i]);
     /* All back: a new heap can be made again. */
-    struct mm_heap_s *h2 = mm_initialize("x", other, HEAP_SIZE);
+    struct mm_heap_s *h2 = mm_initialize("x", other, HW_HEAP_SIZE);
     CU_ASSERT_PTR_NOT_NULL(h2);
     mm_detach(h2);
-    munmap(other, HEAP_SIZE);
+    munmap(other, HW_HEAP_SIZE);
     th_close(&t, true);
 }
 
 static void test_initialize_bad_args(void)
 {
-    uint8_t *mem = map_mem(HEAP_SIZE + 4096);
-    CU_ASSERT_PTR_NULL(mm_initialize("x", NULL, HEAP_SIZE));
+    uint8_t *mem = map_mem(HW_HEAP_SIZE + 4096);
+    CU_ASSERT_PTR_NULL(mm_initialize("x", NULL, HW_HEAP_SIZE));
     CU_ASSERT_PTR_NULL(mm_initialize("x", mem, 0));
     CU_ASSERT_PTR_NULL(mm_initialize("x", mem, 1));
     CU_ASSERT_PTR_NULL(mm_initialize("x", mem, 64));
     /* Misaligned start. */
-    CU_ASSERT_PTR_NULL(mm_initialize("x", mem + 1, HEAP_SIZE));
-    CU_ASSERT_PTR_NULL(mm_initialize("x", mem + MM_ALIGN / 2, HEAP_SIZE));
-    CU_ASSERT_PTR_NULL(mm_initialize("x", mem + MM_ALIGN - 1, HEAP_SIZE));
-    CU_ASSERT_PTR_NULL(mm_initialize("x", mem + MM_START_ALIGN / 2, HEAP_SIZE));
+    CU_ASSERT_PTR_NULL(mm_initialize("x", mem + 1, HW_HEAP_SIZE));
+    CU_ASSERT_PTR_NULL(mm_initialize("x", mem + MM_ALIGN / 2, HW_HEAP_SIZE));
+    CU_ASSERT_PTR_NULL(mm_initialize("x", mem + MM_ALIGN - 1, HW_HEAP_SIZE));
+    CU_ASSERT_PTR_NULL(mm_initialize("x", mem + MM_START_ALIGN / 2, HW_HEAP_SIZE));
 #if MM_CONFIG_SMALL
     /* Beyond the small model's 64 KiB. */
     CU_ASSERT_PTR_NULL(mm_initialize("x", mem, MM_MAX_HEAPSIZE + MM_ALIGN));
     CU_ASSERT_PTR_NULL(mm_initialize("x", mem, (size_t)MM_MAX_HEAPSIZE + 4096));
 #endif
     /* None of those may have left a heap behind. */
-    CU_ASSERT_PTR_NULL(mm_attach(mem, HEAP_SIZE));
+    CU_ASSERT_PTR_NULL(mm_attach(mem, HW_HEAP_SIZE));
     /* A name longer than 31 bytes is truncated, not refused; NULL is fine. */
-    struct mm_heap_s *h = mm_initialize("a-name-much-longer-than-thirty-one-bytes", mem, HEAP_SIZE);
+    struct mm_heap_s *h =
+        mm_initialize("a-name-much-longer-than-thirty-one-bytes", mem, HW_HEAP_SIZE);
     CU_ASSERT_PTR_NOT_NULL(h);
     mm_detach(h);
-    h = mm_initialize(NULL, mem, HEAP_SIZE);
+    h = mm_initialize(NULL, mem, HW_HEAP_SIZE);
     CU_ASSERT_PTR_NOT_NULL_FATAL(h);
     CU_ASSERT_EQUAL(mm_checkcorruption(h), 0);
     mm_detach(h);
     /* A start aligned to MM_START_ALIGN but not to a page works. */
-    h = mm_initialize("x", mem + MM_START_ALIGN, HEAP_SIZE - MM_START_ALIGN);
+    h = mm_initialize("x", mem + MM_START_ALIGN, HW_HEAP_SIZE - MM_START_ALIGN);
     CU_ASSERT_PTR_NOT_NULL(h);
     void *p = mm_malloc(h, 100);
     CU_ASSERT(p != NULL && (uintptr_t)p % MM_ALIGN == 0);
     mm_free(h, p);
     CU_ASSERT_EQUAL(mm_checkcorruption(h), 0);
     mm_detach(h);
-    munmap(mem, HEAP_SIZE + 4096);
+    munmap(mem, HW_HEAP_SIZE + 4096);
 }
 
 /* The smallest heap that works holds one chunk; a size that is not a
  * multiple of the alignment stays inside its bytes. */
 static void test_initialize_sizes(void)
 {
-    uint8_t *mem = map_mem(HEAP_SIZE);
+    uint8_t *mem = map_mem(HW_HEAP_SIZE);
     size_t smallest = 0;
     for (size_t s = 0; s <= 16384 && smallest == 0; s += MM_ALIGN) {
         struct mm_heap_s *h = mm_initialize("x", mem, s);
@@ -203,7 +198,7 @@ static void test_initialize_sizes(void)
     CU_ASSERT(smallest > 0 && smallest < 16384);
 
     /* An odd size: everything handed out lies inside it. */
-    memset(mem, 0xee, HEAP_SIZE);
+    memset(mem, 0xee, HW_HEAP_SIZE);
     size_t odd = 4096 + MM_ALIGN + 3;
     struct mm_heap_s *h = mm_initialize("x", mem, odd);
     CU_ASSERT_PTR_NOT_NULL_FATAL(h);
@@ -221,7 +216,7 @@ static void test_initialize_sizes(void)
     for (size_t i = odd; i < odd + 64; i++)
         CU_ASSERT_EQUAL_FATAL(mem[i], 0xee);
     mm_detach(h);
-    munmap(mem, HEAP_SIZE);
+    munmap(mem, HW_HEAP_SIZE);
 }
 
 /* The largest heap of the model works; one alignment step more is refused. */
@@ -276,7 +271,7 @@ static void test_initialize_model_limit(void)
 static void test_attach(void)
 {
     struct th t;
-    th_open(&t, HEAP_SIZE);
+    th_open(&t, HW_HEAP_SIZE);
     void *p = mm_malloc(t.h, 100);
     CU_ASSERT_PTR_NOT_NULL_FATAL(p);
     tu_pattern_fill(p, 100, 1);
@@ -291,18 +286,18 @@ static void test_attach(void)
     CU_ASSERT(mm_heapmember(t.h, q));
     mm_free(t.h, q);
     /* A mapping larger than the heap is fine. */
-    uint8_t *big = map_mem(HEAP_SIZE);
-    struct mm_heap_s *h3 = mm_initialize("half", big, HEAP_SIZE / 2);
+    uint8_t *big = map_mem(HW_HEAP_SIZE);
+    struct mm_heap_s *h3 = mm_initialize("half", big, HW_HEAP_SIZE / 2);
     CU_ASSERT_PTR_NOT_NULL_FATAL(h3);
     void *r = mm_malloc(h3, 10);
     mm_detach(h3);
-    h3 = mm_attach(big, HEAP_SIZE);
+    h3 = mm_attach(big, HW_HEAP_SIZE);
     CU_ASSERT_PTR_NOT_NULL(h3);
     CU_ASSERT(mm_malloc_size(h3, r) >= 10);
     CU_ASSERT_EQUAL(mm_checkcorruption(h3), 0);
     mm_detach(h3);
-    CU_ASSERT_PTR_NULL(mm_attach(big, HEAP_SIZE / 2 - MM_ALIGN));
-    munmap(big, HEAP_SIZE);
+    CU_ASSERT_PTR_NULL(mm_attach(big, HW_HEAP_SIZE / 2 - MM_ALIGN));
+    munmap(big, HW_HEAP_SIZE);
 
     /* Smaller than the heap: refused. */
     CU_ASSERT_PTR_NULL(mm_attach(t.mem, t.size - MM_ALIGN));
@@ -324,25 +319,25 @@ static void test_attach(void)
 
 static void test_attach_garbage(void)
 {
-    uint8_t *mem = map_mem(HEAP_SIZE);
+    uint8_t *mem = map_mem(HW_HEAP_SIZE);
     /* Zeros, ones, random bytes. */
-    CU_ASSERT_PTR_NULL(mm_attach(mem, HEAP_SIZE));
-    memset(mem, 0xff, HEAP_SIZE);
-    CU_ASSERT_PTR_NULL(mm_attach(mem, HEAP_SIZE));
+    CU_ASSERT_PTR_NULL(mm_attach(mem, HW_HEAP_SIZE));
+    memset(mem, 0xff, HW_HEAP_SIZE);
+    CU_ASSERT_PTR_NULL(mm_attach(mem, HW_HEAP_SIZE));
     struct tu_rng rng;
     tu_rng_init(&rng, tu_seed());
     for (int round = 0; round < 20; round++) {
-        tu_pattern_fill(mem, HEAP_SIZE, tu_rng_next(&rng));
-        CU_ASSERT_PTR_NULL(mm_attach(mem, HEAP_SIZE));
+        tu_pattern_fill(mem, HW_HEAP_SIZE, tu_rng_next(&rng));
+        CU_ASSERT_PTR_NULL(mm_attach(mem, HW_HEAP_SIZE));
     }
     /* A valid heap whose every header byte is flipped in turn: attach either
      * refuses it or gives a handle that works without crashing. */
-    struct mm_heap_s *h = mm_initialize("g", mem, HEAP_SIZE);
+    struct mm_heap_s *h = mm_initialize("g", mem, HW_HEAP_SIZE);
     CU_ASSERT_PTR_NOT_NULL_FATAL(h);
     mm_detach(h);
     for (size_t i = 0; i < 32; i++) {
         mem[i] ^= 0x5a;
-        h = mm_attach(mem, HEAP_SIZE);
+        h = mm_attach(mem, HW_HEAP_SIZE);
         if (h != NULL) {
             void *p = mm_malloc(h, 16);
             mm_free(h, p);
@@ -354,19 +349,19 @@ static void test_attach_garbage(void)
     /* The first words (magic, version, model) must be checked. */
     for (size_t i = 0; i < 8; i++) {
         mem[i] ^= 0x5a;
-        CU_ASSERT_PTR_NULL(mm_attach(mem, HEAP_SIZE));
+        CU_ASSERT_PTR_NULL(mm_attach(mem, HW_HEAP_SIZE));
         mem[i] ^= 0x5a;
     }
-    h = mm_attach(mem, HEAP_SIZE);
+    h = mm_attach(mem, HW_HEAP_SIZE);
     CU_ASSERT_PTR_NOT_NULL(h);
     mm_detach(h);
-    munmap(mem, HEAP_SIZE);
+    munmap(mem, HW_HEAP_SIZE);
 }
 
 static void test_uninitialize(void)
 {
     struct th t;
-    th_open(&t, HEAP_SIZE);
+    th_open(&t, HW_HEAP_SIZE);
     struct mm_heap_s *h2 = mm_attach(t.mem, t.size);
     CU_ASSERT_PTR_NOT_NULL_FATAL(h2);
     void *p = mm_malloc(h2, 10);
@@ -393,7 +388,7 @@ static void test_uninitialize(void)
 static void test_last_error_per_handle(void)
 {
     struct th t;
-    th_open(&t, HEAP_SIZE);
+    th_open(&t, HW_HEAP_SIZE);
     struct mm_heap_s *h2 = mm_attach(t.mem, t.size);
     CU_ASSERT_PTR_NOT_NULL_FATAL(h2);
     CU_ASSERT_EQUAL(mm_last_error(t.h), MM_OK);
@@ -578,7 +573,7 @@ static void test_addregion_rejects(void)
 static void test_malloc_sizes_and_alignment(void)
 {
     struct th t;
-    th_open(&t, HEAP_SIZE);
+    th_open(&t, HW_HEAP_SIZE);
 #if MM_CONFIG_SMALL
     enum { N = 120 };
 #else
@@ -617,7 +612,7 @@ static void test_malloc_sizes_and_alignment(void)
 static void test_malloc_zero(void)
 {
     struct th t;
-    th_open(&t, HEAP_SIZE);
+    th_open(&t, HW_HEAP_SIZE);
     void *a = mm_malloc(t.h, 0);
     void *b = mm_malloc(t.h, 0);
     CU_ASSERT_PTR_NOT_NULL_FATAL(a);
@@ -652,7 +647,7 @@ static void test_malloc_zero(void)
 static void test_malloc_too_large(void)
 {
     struct th t;
-    th_open(&t, HEAP_SIZE);
+    th_open(&t, HW_HEAP_SIZE);
     struct mm_heap_stats s0 = mm_heap_stats(t.h);
     /* Bigger than the heap but within the model: no memory. */
     CU_ASSERT_PTR_NULL(mm_malloc(t.h, t.mi0.mxordblk));
@@ -688,7 +683,7 @@ static void test_malloc_adjacency(void)
     CU_ASSERT_EQUAL(hw_chunk_for(16), MM_CONFIG_SMALL ? 20u : 24u);
 #endif
     struct th t;
-    th_open(&t, HEAP_SIZE);
+    th_open(&t, HW_HEAP_SIZE);
     enum { N = 64 };
     uint8_t *p[N];
     for (int i = 0; i < N; i++) {
@@ -740,7 +735,7 @@ static bool all_zero(const void *p, size_t n)
 static void test_calloc(void)
 {
     struct th t;
-    th_open(&t, HEAP_SIZE);
+    th_open(&t, HW_HEAP_SIZE);
     dirty_free_memory(t.h);
     size_t sizes[][2] = {{1, 1}, {3, 7}, {10, 100}, {1, 2000}, {256, 4}, {4, 256}};
     void *p[6];
@@ -777,7 +772,7 @@ static void test_calloc(void)
 static void test_zalloc(void)
 {
     struct th t;
-    th_open(&t, HEAP_SIZE);
+    th_open(&t, HW_HEAP_SIZE);
     dirty_free_memory(t.h);
     for (size_t n = 1; n <= 4096; n = n * 3 + 1) {
         void *p = mm_zalloc(t.h, n);
@@ -799,7 +794,7 @@ static void test_zalloc(void)
 static void test_realloc_null_and_zero(void)
 {
     struct th t;
-    th_open(&t, HEAP_SIZE);
+    th_open(&t, HW_HEAP_SIZE);
     struct mm_heap_stats s0 = mm_heap_stats(t.h);
     void *p = mm_realloc(t.h, NULL, 100);
     CU_ASSERT_PTR_NOT_NULL_FATAL(p);
@@ -822,7 +817,7 @@ static void test_realloc_null_and_zero(void)
 static void test_realloc_grow_in_place(void)
 {
     struct th t;
-    th_open(&t, HEAP_SIZE);
+    th_open(&t, HW_HEAP_SIZE);
     /* a | b | c: free b, then grow a into it. */
     void *a = mm_malloc(t.h, 64), *b = mm_malloc(t.h, 64), *c = mm_malloc(t.h, 64);
     CU_ASSERT_FATAL(a != NULL && b != NULL && c != NULL);
@@ -867,7 +862,7 @@ static void test_realloc_grow_in_place(void)
 static void test_realloc_shrink_in_place(void)
 {
     struct th t;
-    th_open(&t, HEAP_SIZE);
+    th_open(&t, HW_HEAP_SIZE);
     void *a = mm_malloc(t.h, 1000), *g = mm_malloc(t.h, 16);
     CU_ASSERT_FATAL(a != NULL && g != NULL);
     tu_pattern_fill(a, 1000, 21);
@@ -902,7 +897,7 @@ static void test_realloc_shrink_in_place(void)
 static void test_realloc_grow_backward(void)
 {
     struct th t;
-    th_open(&t, HEAP_SIZE);
+    th_open(&t, HW_HEAP_SIZE);
     size_t prevs[] = {0, 16, 200, 1000};
     for (int i = 0; i < 4; i++) {
         size_t old = 600;
@@ -944,7 +939,7 @@ static void test_realloc_grow_backward(void)
 static void test_realloc_move(void)
 {
     struct th t;
-    th_open(&t, HEAP_SIZE);
+    th_open(&t, HW_HEAP_SIZE);
     void *a = mm_malloc(t.h, 200), *g = mm_malloc(t.h, 8);
     CU_ASSERT_FATAL(a != NULL && g != NULL);
     tu_pattern_fill(a, 200, 60);
@@ -972,7 +967,7 @@ static void test_realloc_move(void)
 static void test_realloc_failure_keeps_block(void)
 {
     struct th t;
-    th_open(&t, HEAP_SIZE);
+    th_open(&t, HW_HEAP_SIZE);
     void *a = mm_malloc(t.h, 300), *g = mm_malloc(t.h, 8);
     CU_ASSERT_FATAL(a != NULL && g != NULL);
     tu_pattern_fill(a, 300, 70);
@@ -1014,7 +1009,7 @@ static void test_realloc_failure_keeps_block(void)
 static void test_realloc_bad_pointer(void)
 {
     struct th t;
-    th_open(&t, HEAP_SIZE);
+    th_open(&t, HW_HEAP_SIZE);
     void *a = mm_malloc(t.h, 64), *g = mm_malloc(t.h, 64);
     CU_ASSERT_FATAL(a != NULL && g != NULL);
     mm_free(t.h, a);
@@ -1037,7 +1032,7 @@ static void test_realloc_bad_pointer(void)
 static void test_memalign(void)
 {
     struct th t;
-    th_open(&t, HEAP_SIZE);
+    th_open(&t, HW_HEAP_SIZE);
 #if MM_CONFIG_SMALL
     size_t maxalign = 8192;
 #else
@@ -1087,7 +1082,7 @@ static void test_memalign(void)
 static void test_memalign_bad(void)
 {
     struct th t;
-    th_open(&t, HEAP_SIZE);
+    th_open(&t, HW_HEAP_SIZE);
     struct mm_heap_stats s0 = mm_heap_stats(t.h);
     size_t bad[] = {0, 3, 5, 6, 12, 24, 48, 100, 4097, SIZE_MAX, SIZE_MAX / 2};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -1117,7 +1112,7 @@ static void test_memalign_bad(void)
 static void test_memalign_waste(void)
 {
     struct th t;
-    th_open(&t, HEAP_SIZE);
+    th_open(&t, HW_HEAP_SIZE);
     for (size_t al = MM_ALIGN * 2; al <= 4096; al *= 2) {
         for (size_t off = 0; off < 4; off++) {
             /* Shift the free tail's start so the gaps differ. */
@@ -1157,8 +1152,8 @@ static void test_memalign_waste(void)
 static void test_malloc_size(void)
 {
     struct th t, u;
-    th_open(&t, HEAP_SIZE);
-    th_open(&u, HEAP_SIZE);
+    th_open(&t, HW_HEAP_SIZE);
+    th_open(&u, HW_HEAP_SIZE);
     CU_ASSERT_EQUAL(mm_malloc_size(t.h, NULL), 0);
     for (size_t n = 0; n < 300; n += 7) {
         void *p = mm_malloc(t.h, n);
@@ -1194,8 +1189,8 @@ static void test_malloc_size(void)
 static void test_heapmember(void)
 {
     struct th t, u;
-    th_open(&t, HEAP_SIZE);
-    th_open(&u, HEAP_SIZE);
+    th_open(&t, HW_HEAP_SIZE);
+    th_open(&u, HW_HEAP_SIZE);
     void *p = mm_malloc(t.h, 100), *o = mm_malloc(u.h, 100);
     int local;
     CU_ASSERT(mm_heapmember(t.h, p));
@@ -1220,7 +1215,7 @@ static void test_heapmember(void)
 static void test_mallinfo_exact(void)
 {
     struct th t;
-    th_open(&t, HEAP_SIZE);
+    th_open(&t, HW_HEAP_SIZE);
     struct mm_mallinfo_s m0 = t.mi0;
     CU_ASSERT(m0.arena <= t.size);
     CU_ASSERT(m0.arena + 8192 > t.size);
@@ -1270,7 +1265,7 @@ static void test_mallinfo_exact(void)
 static void test_stats_counters(void)
 {
     struct th t;
-    th_open(&t, HEAP_SIZE);
+    th_open(&t, HW_HEAP_SIZE);
     struct mm_heap_stats s0 = mm_heap_stats(t.h);
     CU_ASSERT_EQUAL(s0.mallocs, 0);
     CU_ASSERT_EQUAL(s0.frees, 0);
@@ -1335,7 +1330,7 @@ struct scribble {
 
 static void scribble_open(struct scribble *s)
 {
-    th_open(&s->t, HEAP_SIZE);
+    th_open(&s->t, HW_HEAP_SIZE);
     for (int i = 0; i < 4; i++) {
         s->p[i] = mm_malloc(s->t.h, 64);
         CU_ASSERT_PTR_NOT_NULL_FATAL(s->p[i]);
@@ -1442,8 +1437,8 @@ static void expect_foreign_free(struct th *t, void *mem)
 static void test_free_foreign(void)
 {
     struct th t, u;
-    th_open(&t, HEAP_SIZE);
-    th_open(&u, HEAP_SIZE);
+    th_open(&t, HW_HEAP_SIZE);
+    th_open(&u, HW_HEAP_SIZE);
     uint8_t *a = mm_malloc(t.h, 256), *b = mm_malloc(t.h, 256), *g = mm_malloc(t.h, 8);
     CU_ASSERT_FATAL(a != NULL && b != NULL && g != NULL);
     int local[16] = {0};
@@ -1517,7 +1512,7 @@ static void expect_double_free(struct th *t, void *p, bool must_be_double)
 static void test_double_free(void)
 {
     struct th t;
-    th_open(&t, HEAP_SIZE);
+    th_open(&t, HW_HEAP_SIZE);
     void *p[6];
     for (int i = 0; i < 6; i++) {
         p[i] = mm_malloc(t.h, 64);
@@ -1569,7 +1564,7 @@ static void misuse_calls_heap(void *arg, struct mm_heap_s *heap, enum mm_misuse 
 static void test_misuse_callback_unlocked(void)
 {
     struct th t;
-    th_open(&t, HEAP_SIZE);
+    th_open(&t, HW_HEAP_SIZE);
     pid_t pid = fork();
     CU_ASSERT_FATAL(pid >= 0);
     if (pid == 0) {
@@ -1596,7 +1591,7 @@ static void test_misuse_callback_unlocked(void)
 static void test_free_null(void)
 {
     struct th t;
-    th_open(&t, HEAP_SIZE);
+    th_open(&t, HW_HEAP_SIZE);
     void *a = mm_malloc(t.h, 10);
     struct mm_heap_stats s0 = mm_heap_stats(t.h);
     struct mm_mallinfo_s mi = mm_mallinfo(t.h);
@@ -1617,7 +1612,7 @@ static void test_free_null(void)
 static void test_huge_sizes_and_bad_alignments(void)
 {
     struct th t;
-    th_open(&t, HEAP_SIZE);
+    th_open(&t, HW_HEAP_SIZE);
     void *live = mm_malloc(t.h, 100);
     CU_ASSERT_PTR_NOT_NULL_FATAL(live);
     tu_pattern_fill(live, 100, 5);
@@ -1711,7 +1706,7 @@ static bool dump_record(void *arg, const struct mm_block_info *b)
 static void test_memdump(void)
 {
     struct th t;
-    th_open(&t, HEAP_SIZE);
+    th_open(&t, HW_HEAP_SIZE);
     size_t sizes[] = {10, 200, 30, 4000, 1};
     void *p[5];
     for (int i = 0; i < 5; i++)

@@ -21,12 +21,6 @@
 #error "test_heap_debug.c is for MM_CONFIG_DEBUG builds"
 #endif
 
-#if MM_CONFIG_SMALL
-#define HEAP_SIZE ((size_t)0x10000)
-#else
-#define HEAP_SIZE ((size_t)1 << 20)
-#endif
-
 /* A heap in shared memory, so that a child's blocks are the parent's to see. */
 struct th {
     int fd;
@@ -37,11 +31,11 @@ struct th {
 
 static void th_open(struct th *t)
 {
-    t->fd = tu_shm_create(HEAP_SIZE);
+    t->fd = tu_shm_create(HW_HEAP_SIZE);
     CU_ASSERT_FATAL(t->fd >= 0);
-    t->mem = tu_shm_map(t->fd, HEAP_SIZE);
+    t->mem = tu_shm_map(t->fd, HW_HEAP_SIZE);
     CU_ASSERT_PTR_NOT_NULL_FATAL(t->mem);
-    t->h = mm_initialize("debug", t->mem, HEAP_SIZE);
+    t->h = mm_initialize("debug", t->mem, HW_HEAP_SIZE);
     CU_ASSERT_PTR_NOT_NULL_FATAL(t->h);
     t->mi0 = mm_mallinfo(t->h);
 }
@@ -50,7 +44,7 @@ static void th_close(struct th *t)
 {
     CU_ASSERT_EQUAL(mm_checkcorruption(t->h), 0);
     mm_detach(t->h);
-    tu_shm_unmap(t->mem, HEAP_SIZE);
+    tu_shm_unmap(t->mem, HW_HEAP_SIZE);
     close(t->fd);
 }
 

@@ -23,18 +23,12 @@
 #error "test_heap_hook.c is for MM_CONFIG_DEBUG builds"
 #endif
 
-#if MM_CONFIG_SMALL
-#define HEAP_SIZE ((size_t)0x10000)
-#else
-#define HEAP_SIZE ((size_t)1 << 20)
-#endif
-
 static void test_hooked_calls(void)
 {
     uint8_t *mem =
-        mmap(NULL, HEAP_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        mmap(NULL, HW_HEAP_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     CU_ASSERT_FATAL(mem != MAP_FAILED);
-    struct mm_heap_s *h = mm_initialize("hook", mem, HEAP_SIZE);
+    struct mm_heap_s *h = mm_initialize("hook", mem, HW_HEAP_SIZE);
     CU_ASSERT_PTR_NOT_NULL_FATAL(h);
     struct mm_mallinfo_s mi0 = mm_mallinfo(h);
 
@@ -92,7 +86,7 @@ static void test_hooked_calls(void)
     CU_ASSERT_EQUAL(mm_mallinfo(h).aordblks, 0);
     CU_ASSERT_EQUAL(mm_checkcorruption(h), 0);
     mm_detach(h);
-    munmap(mem, HEAP_SIZE);
+    munmap(mem, HW_HEAP_SIZE);
 }
 
 int main(void)
