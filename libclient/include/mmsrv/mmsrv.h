@@ -1,0 +1,146 @@
+/*
+ * mmsrv.h: libmmsrv, the client library of mmsrvd.
+ *
+ * A client connects to the daemon, creates and attaches named regions, and
+ * then works in shared memory alone: an attached heap region comes with its
+ * mm heap handle (mm/mm.h), an IOB region with its pool handle (mm/iob.h).
+ * The daemon is needed again only for control calls.
+ *
+ * Every call is blocking and thread-safe: calls on one connection are
+ * serialized by a lock inside it.  A call that can fail returns 0 (or a
+ * count) on success and a negative errno on failure; the Varlink error name
+ * of the last failed call on a connection is kept per thread
+ * (mmsrv_error_name()).  The library never logs.
+ *
+ * errno mapping: -ENOENT RegionNotFound, -EEXIST RegionExists, -EACCES
+ * PermissionDenied, -ENOSPC NoSpace, -ENOTCONN NotAttached, -EINVAL
+ * InvalidParameter (or a bad argument caught before sending), -EPROTO a
+ * reply the library could not understand, -ECONNRESET the daemon went away,
+ * -ETIMEDOUT no reply in time.
+ */
+#ifndef MMSRV_MMSRV_H
+#define MMSRV_MMSRV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct mm_heap_s;
+struct iob_pool_s;
+
+/* One connection to mmsrvd.  Opaque. */
+struct mmsrv_client;
+
+enum mmsrv_kind {
+    MMSRV_HEAP = 1,
+    MMSRV_IOB = 2,
+};
+
+/* What the daemon's table says about a region. */
+struct mmsrv_region_info {
+    char name[64];
+    enum mmsrv_kind kind;
+    uint64_t size;
+    uint32_t uid;
+    uint32_t gid;
+    uint32_t mode;
+    uint32_t clients;
+    bool destroying;
+};
+
+/* An attached region, valid until mmsrv_detach() or mmsrv_disconnect(). */
+struct mmsrv_region {
+    struct mmsrv_region_info info;
+    void *base;                /* the mapping of the whole region */
+    size_t size;
+    bool writable;
+    uint32_t owner;            /* the id this connection owns things under */
+    struct mm_heap_s *heap;    /* heap regions attached writable; else NULL */
+    struct iob_pool_s *pool;   /* IOB regions attached writable; else NULL */
+};
+
+/* A channel to create with an IOB region. */
+struct mmsrv_channel_spec {
+    const char *name;
+    uint32_t depth;
+};
+
+/* What mmsrv_create() makes.  uid, gid, mode: -1 for the daemon's default
+ * (the caller's uid and gid, the configured mode). */
+struct mmsrv_region_spec {
+    const char *name;
+    enum mmsrv_kind kind;
+    uint64_t size;                            /* heap: bytes */
+    uint32_t bufsize;                         /* iob: bytes per buffer */
+    uint32_t count;                           /* iob: buffers */
+    const struct mmsrv_channel_spec *channels; /* iob: may be NULL */
+    size_t nchannels;
+    int64_t uid;
+    int64_t gid;
+    int64_t mode;
+};
+
+/* A region's figures (RegionStats). */
+struct mmsrv_stats {
+    struct mmsrv_region_info info;
+    /* heap */
+    uint64_t arena, uordblks, fordblks, mxordblk, ordblks;
+    char heap_state[16];
+    /* iob */
+    uint32_t bufsize, count, free;
+    uint64_t waits;
+    uint32_t nchannels;
+    /* attached clients */
+    uint32_t nattached;
+};
+
+/*
+ * Connect to mmsrvd.  address is "unix:/path" or a path; NULL means
+ * $MMSRV_ADDRESS, else the default (/run/mmsrvd/io.mmsrvd for root,
+ * $XDG_RUNTIME_DIR/mmsrvd/io.mmsrvd otherwise).  0 with *out; -errno.
+ */
+int mmsrv_connect(const char *address, struct mmsrv_client **out);
+
+/* Detach and unmap every region of the connection, then close it. */
+void mmsrv_disconnect(struct mmsrv_client *client);
+
+/* The connection's socket, for an event loop that watches it (readable
+ * means the daemon closed it or sent an event). */
+int mmsrv_fd(const struct mmsrv_client *client);
+
+/* The Varlink error name of this thread's last failed call, or NULL. */
+const char *mmsrv_error_name(void);
+
+int mmsrv_create(struct mmsrv_client *client, const struct mmsrv_region_spec *spec,
+                 struct mmsrv_region_info *info);
+int mmsrv_destroy(struct mmsrv_client *client, const char *name);
+
+#define MMSRV_ATTACH_READONLY 0x1u
+
+/*
+ * Attach a region: map it, check its header, and open its heap or pool.
+ * 0 with *out (owned by the connection until mmsrv_detach()); -errno.
+ * A read-only attach maps the region PROT_READ and opens no allocator.
+ */
+int mmsrv_attach(struct mmsrv_client *client, const char *name, unsigned flags,
+                 struct mmsrv_region **out);
+int mmsrv_detach(struct mmsrv_client *client, struct mmsrv_region *region);
+
+/* The regions this client may attach: a count >= 0 with *out (free() it). */
+int mmsrv_list(struct mmsrv_client *client, struct mmsrv_region_info **out);
+int mmsrv_stats(struct mmsrv_client *client, const char *name, struct mmsrv_stats *out);
+
+/* Offsets: how processes tell each other where things are.  UINT64_MAX for
+ * a pointer outside the region; NULL for an offset (plus len bytes) outside. */
+uint64_t mmsrv_offset(const struct mmsrv_region *region, const void *ptr);
+void *mmsrv_pointer(const struct mmsrv_region *region, uint64_t offset, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MMSRV_MMSRV_H */
