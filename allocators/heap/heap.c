@@ -64,9 +64,10 @@ size_t mm__user_chunk(const struct mm_heap_s *h, const void *mem, int *why)
  * 1 found, 0 none (no memory), -1 a bitmap that points at nothing. */
 static int mm__find_class(const struct mm__header *hd, unsigned *fl, unsigned *sl)
 {
-    uint32_t slmap = hd->sl_bitmap[*fl] & (~0u << *sl);
+    /* 32-bit masks: int (and so 0u) has 16 bits on AVR. */
+    uint32_t slmap = hd->sl_bitmap[*fl] & (~(uint32_t)0 << *sl);
     if (slmap == 0) {
-        uint32_t flmap = hd->fl_bitmap & (~0u << *fl) & ~(1u << *fl);
+        uint32_t flmap = hd->fl_bitmap & (~(uint32_t)0 << *fl) & ~((uint32_t)1 << *fl);
         if (flmap == 0)
             return 0;
         *fl = mm__ffs(flmap);

@@ -78,10 +78,19 @@ static size_t mm__align_up(size_t x)
     return (x + MM__ALIGN - 1u) & ~(size_t)(MM__ALIGN - 1u);
 }
 
+/* Whether n bytes are within the model's reach.  A function of a 64-bit
+ * argument: where size_t cannot exceed the limit (32-bit targets, large
+ * model; AVR, small model) a comparison written inline is always false and
+ * -Wtype-limits says so. */
+static bool mm__within_model(uint64_t n)
+{
+    return n <= (uint64_t)MM_MAX_HEAPSIZE;
+}
+
 struct mm_heap_s *mm_initialize(const char *name, void *heapstart, size_t heapsize)
 {
     if (heapstart == NULL || ((uintptr_t)heapstart & (MM_START_ALIGN - 1u)) != 0 ||
-        (uint64_t)heapsize > (uint64_t)MM_MAX_HEAPSIZE)
+        !mm__within_model(heapsize))
         return NULL;
     size_t first = mm__align_up(sizeof(struct mm__header));
     size_t end = (heapsize & ~(size_t)(MM__ALIGN - 1u));
@@ -113,7 +122,7 @@ struct mm_heap_s *mm_initialize(const char *name, void *heapstart, size_t heapsi
     h->r0_start = first;
     h->r0_end = end;
     /* The magic goes in last: until then mm_attach refuses the memory. */
-    __atomic_store_n(&hd->magic, MM__MAGIC, __ATOMIC_RELEASE);
+    mm_port_store32(&hd->magic, MM__MAGIC);
     return h;
 }
 
@@ -127,7 +136,7 @@ struct mm_heap_s *mm_attach(void *heapstart, size_t heapsize)
      * and a use. */
     uint64_t span = hd->span;
     uint32_t nregions = hd->nregions;
-    if (__atomic_load_n(&hd->magic, __ATOMIC_ACQUIRE) != MM__MAGIC || hd->version != MM__VERSION ||
+    if (mm_port_load32(&hd->magic) != MM__MAGIC || hd->version != MM__VERSION ||
         hd->size_bytes != sizeof(mmsize_t) || hd->debug != MM_CONFIG_DEBUG ||
         hd->header_size != sizeof(struct mm__header) || nregions == 0 ||
         nregions > MM_CONFIG_REGIONS || span > heapsize || span > (uint64_t)MM_MAX_HEAPSIZE)
@@ -165,7 +174,7 @@ void mm_uninitialize(struct mm_heap_s *h)
         return;
     mm__cache_drop_mine(h);
     struct mm__header *hd = mm__hdr(h);
-    __atomic_store_n(&hd->magic, 0u, __ATOMIC_RELEASE);
+    mm_port_store32(&hd->magic, 0u);
     hd->state = MM__STATE_BROKEN;
     mm_port_lock_destroy(&hd->lock);
     mm__handle_release(h);

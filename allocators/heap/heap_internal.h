@@ -38,7 +38,13 @@
 
 /* The few helpers on every malloc and free are forced inline: a call per
  * list operation costs more than the operation. */
+#if defined(__OPTIMIZE_SIZE__)
+/* -Os (microcontroller builds): the compiler decides; forced copies of the
+ * list helpers in every caller cost more flash than the calls. */
+#define MM__HOT static inline
+#else
 #define MM__HOT static inline __attribute__((always_inline))
+#endif
 
 /* ---- Model ----------------------------------------------------------- */
 
@@ -246,8 +252,8 @@ MM__HOT void mm__list_insert(const struct mm_heap_s *h, size_t off, mmsize_t siz
     if (head != 0 && mm__off_ok(h, head))
         mm__chunk(h, head)->prev = (mmsize_t)off;
     hd->heads[fl][sl] = (mmsize_t)off;
-    hd->fl_bitmap |= 1u << fl;
-    hd->sl_bitmap[fl] |= 1u << sl;
+    hd->fl_bitmap |= (uint32_t)1 << fl; /* not 1u: 16 bits on AVR */
+    hd->sl_bitmap[fl] |= (uint32_t)1 << sl;
 }
 
 /* Unlink a free chunk.  false if its links are not what a list member's
@@ -266,9 +272,9 @@ MM__HOT bool mm__list_remove(const struct mm_heap_s *h, size_t off, mmsize_t siz
             return false;
         hd->heads[fl][sl] = next;
         if (next == 0) {
-            hd->sl_bitmap[fl] &= ~(1u << sl);
+            hd->sl_bitmap[fl] &= ~((uint32_t)1 << sl);
             if (hd->sl_bitmap[fl] == 0)
-                hd->fl_bitmap &= ~(1u << fl);
+                hd->fl_bitmap &= ~((uint32_t)1 << fl);
         }
     } else {
         struct mm__chunk *p = mm__chunk(h, prev);

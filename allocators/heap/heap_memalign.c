@@ -63,8 +63,9 @@ void *mm_memalign_at(struct mm_heap_s *h, size_t alignment, size_t size, const c
     if (alignment <= MM__ALIGN)
         return mm_malloc_at(h, size, file, line);
     mmsize_t csize = mm__chunk_size_for(size);
+    /* In 64 bits: with a 32-bit (or AVR's 16-bit) size_t the sum wraps. */
     if (csize == 0 || alignment > MM__MAX_CHUNK ||
-        (size_t)csize + alignment + MM__MINCHUNK > MM__MAX_CHUNK) {
+        (uint64_t)csize + alignment + MM__MINCHUNK > MM__MAX_CHUNK) {
         h->last_error = MM_ERR_INVAL;
         (void)mm__failed(h, true);
         return NULL;

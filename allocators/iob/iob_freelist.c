@@ -54,7 +54,7 @@ static int iob__sleeper_in(uint32_t *mask, struct iob__sleepers *sl, uint32_t me
     for (unsigned i = 0; i < IOB__SLEEPERS; i++) {
         uint32_t zero = 0;
         if (mm_port_load32(&sl->owner[i]) == 0 && mm_port_cas32(&sl->owner[i], &zero, me)) {
-            (void)mm_port_fetch_or32(mask, 1u << i);
+            (void)mm_port_fetch_or32(mask, (uint32_t)1 << i); /* not 1u: 16 bits on AVR */
             return (int)i;
         }
     }
@@ -66,7 +66,7 @@ static void iob__sleeper_out(uint32_t *mask, struct iob__sleepers *sl, int i)
 {
     if (i < 0)
         return;
-    (void)mm_port_fetch_and32(mask, ~(1u << (unsigned)i));
+    (void)mm_port_fetch_and32(mask, ~((uint32_t)1 << (unsigned)i));
     mm_port_store32(&sl->owner[i], 0);
 }
 
@@ -350,7 +350,7 @@ IOB__HOT int iob__alloc_inline(struct iob_pool_s *h, uint32_t me, bool throttled
                                uint32_t *out)
 {
     struct iob__list l = iob__bufs(h);
-    uint32_t b;
+    uint32_t b = 0; /* set on success; avr-gcc 5 cannot tell */
     int r = iob__take_inline(h, &l, me, throttled ? h->throttle : 0u, deadline, &b);
     if (MM_UNLIKELY(r < 0)) {
         h->error = r;
@@ -377,7 +377,7 @@ IOB__HOT struct iob_s *iob__alloc(struct iob_pool_s *h, bool throttled, uint64_t
     if (MM_UNLIKELY(!iob__handle_ok(h)))
         return NULL;
     struct iob__desc *descs = h->desc;
-    uint32_t b;
+    uint32_t b = 0; /* set on success; avr-gcc 5 cannot tell */
     if (iob__alloc_inline(h, iob__me(h), throttled, deadline, &b) < 0)
         return NULL;
     return (struct iob_s *)(void *)&descs[b];
@@ -454,7 +454,7 @@ static __attribute__((noinline)) struct iob_s *iob__refuse(struct iob_pool_s *h,
 
 struct iob_s *iob_free(struct iob_pool_s *h, struct iob_s *iob)
 {
-    uint32_t b;
+    uint32_t b = 0; /* set by iob__index; avr-gcc 5 cannot tell */
     if (MM_UNLIKELY(!iob__handle_ok(h)))
         return NULL;
     if (MM_UNLIKELY(!iob__index(h, iob, &b)))

@@ -104,7 +104,13 @@
 #include "mm/iob.h"
 #include "mm_port.h"
 
+#if defined(__OPTIMIZE_SIZE__)
+/* -Os (microcontroller builds): the compiler decides; forced copies of the
+ * list helpers in every caller cost more flash than the calls. */
+#define IOB__HOT static inline
+#else
 #define IOB__HOT static inline __attribute__((always_inline))
+#endif
 
 _Static_assert(IOB_CONFIG_CHANNELS >= 1 && IOB_CONFIG_CHANNELS <= 256,
                "channel ids take 8 bits of a queued state");

@@ -50,7 +50,8 @@ void hw_config_default(struct hw_config *cfg, size_t heap_size, size_t max_live)
 {
     memset(cfg, 0, sizeof(*cfg));
     cfg->max_live = max_live;
-    if (heap_size <= 0x10000) {
+    uint64_t hs = heap_size; /* size_t has 16 bits on AVR (tests/target) */
+    if (hs <= 0x10000) {
         cfg->size_common = 256;
         cfg->size_mid = heap_size / 8 < 4096 ? heap_size / 8 : 4096;
         cfg->size_large = heap_size / 4;
@@ -59,8 +60,9 @@ void hw_config_default(struct hw_config *cfg, size_t heap_size, size_t max_live)
         cfg->max_align_log2 = 10;
     } else {
         cfg->size_common = 4096;
-        cfg->size_large = heap_size / 16 < 1048576 ? heap_size / 16 : 1048576;
-        cfg->size_mid = cfg->size_large / 2 < 65536 ? cfg->size_large / 2 : 65536;
+        uint64_t large = hs / 16 < 1048576 ? hs / 16 : 1048576;
+        cfg->size_large = (size_t)large;
+        cfg->size_mid = (size_t)(large / 2 < 65536 ? large / 2 : 65536);
         cfg->pct_mid = 4;
         cfg->large_pm = 3;
         cfg->max_align_log2 = 16;

@@ -95,8 +95,12 @@ bool hw_free_all(struct hw_worker *w);
  * it (w->err says why). */
 bool hw_alloc_one(struct hw_worker *w, size_t size);
 
-/* The heap size the unit tests use: the small model's limit, or 1 MiB. */
-#if MM_CONFIG_SMALL
+/* The heap size the unit tests use: the small model's limit, or 1 MiB; on
+ * microcontrollers with little RAM (AVR: 16 KiB, tests/target) 9 KiB,
+ * one heap at a time. */
+#if defined(TU_RAM_TINY)
+#define HW_HEAP_SIZE ((size_t)0x2400)
+#elif MM_CONFIG_SMALL
 #define HW_HEAP_SIZE ((size_t)0x10000)
 #else
 #define HW_HEAP_SIZE ((size_t)1 << 20)

@@ -4,10 +4,13 @@
 #define _GNU_SOURCE
 #include "iob_work.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifndef TU_TARGET
 #include <unistd.h>
+#endif
 
 bool iw_pool_make(struct iw_pool *p, uint32_t bufsize, uint32_t count, uint32_t throttle)
 {
@@ -16,6 +19,13 @@ bool iw_pool_make(struct iw_pool *p, uint32_t bufsize, uint32_t count, uint32_t 
     size_t need = iob_pool_size(bufsize, count);
     if (need == 0)
         return false;
+#ifdef TU_TARGET
+    /* Microcontrollers (tests/target): one program, plain memory. */
+    p->size = need;
+    p->mem = tu_mem_alloc(p->size);
+    if (p->mem == NULL)
+        return false;
+#else
     p->size = (need + 4095u) & ~(size_t)4095u;
     p->fd = tu_shm_create(p->size);
     if (p->fd < 0)
@@ -26,6 +36,7 @@ bool iw_pool_make(struct iw_pool *p, uint32_t bufsize, uint32_t count, uint32_t 
         p->fd = -1;
         return false;
     }
+#endif
     p->h = iob_pool_initialize(p->mem, p->size, bufsize, count, throttle);
     return p->h != NULL;
 }
@@ -34,9 +45,13 @@ void iw_pool_destroy(struct iw_pool *p)
 {
     if (p->h != NULL)
         iob_pool_detach(p->h);
+#ifdef TU_TARGET
+    tu_mem_free(p->mem, p->size);
+#else
     tu_shm_unmap(p->mem, p->size);
     if (p->fd >= 0)
         close(p->fd);
+#endif
     memset(p, 0, sizeof(*p));
     p->fd = -1;
 }
@@ -182,8 +197,9 @@ bool iw_census_ok(struct iob_pool_s *h, struct iob_census_s *c, char *msg)
     bool ok = problems == 0 && cs.free + cs.owned + cs.queued == cs.count;
     if (!ok && msg != NULL)
         snprintf(msg, 256,
-                 "check=%d count=%u free=%u freeing=%u owned=%u queued=%u orphans=%u dups=%u "
-                 "qfree=%u qowned=%u problems=%u",
+                 "check=%d count=%" PRIu32 " free=%" PRIu32 " freeing=%" PRIu32 " owned=%" PRIu32
+                 " queued=%" PRIu32 " orphans=%" PRIu32 " dups=%" PRIu32 " qfree=%" PRIu32
+                 " qowned=%" PRIu32 " problems=%" PRIu32,
                  problems, cs.count, cs.free, cs.freeing, cs.owned, cs.queued, cs.orphans,
                  cs.duplicates, cs.qentries_free, cs.qentries_owned, cs.problems);
     return ok;
@@ -197,7 +213,9 @@ bool iw_all_free(struct iob_pool_s *h, char *msg)
     if (!iw_census_ok(h, &cs, m))
         return false;
     if (cs.free != cs.count || cs.qentries_free != cs.count) {
-        snprintf(m, 256, "not all free: count=%u free=%u owned=%u queued=%u qfree=%u qowned=%u",
+        snprintf(m, 256,
+                 "not all free: count=%" PRIu32 " free=%" PRIu32 " owned=%" PRIu32
+                 " queued=%" PRIu32 " qfree=%" PRIu32 " qowned=%" PRIu32,
                  cs.count, cs.free, cs.owned, cs.queued, cs.qentries_free, cs.qentries_owned);
         return false;
     }

@@ -6,6 +6,11 @@
 #ifndef MMSRV_TEST_UTIL_H
 #define MMSRV_TEST_UTIL_H
 
+#ifdef TU_TARGET
+/* Microcontroller builds of the same tests: tests/target/include. */
+#include "tu_target.h"
+#else
+
 #include <CUnit/CUnit.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -85,5 +90,7 @@ struct tu_test {
 /* Register one suite with the given tests, run it, print the summary and
  * the seed if anything failed.  Returns the process exit status. */
 int tu_main(const char *suite, const struct tu_test *tests);
+
+#endif /* TU_TARGET */
 
 #endif /* MMSRV_TEST_UTIL_H */

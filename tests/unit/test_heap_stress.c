@@ -10,38 +10,79 @@
  * and the operation number, so it can be replayed.
  */
 #define _GNU_SOURCE
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifndef TU_TARGET /* microcontroller builds: tests/target */
+#include <pthread.h>
 #include <sys/mman.h>
+#endif
 
 #include "heap_work.h"
 #include "mm/mm.h"
 #include "test_util.h"
 
-#if MM_CONFIG_SMALL
+#if defined(TU_RAM_TINY)
+/* A microcontroller with a few KiB of RAM (AVR): a shadow to match. */
+#define STRESS_HEAP ((size_t)0x1000)
+#define STRESS_LIVE 32
+#elif MM_CONFIG_SMALL
 #define STRESS_HEAP ((size_t)0x10000)
 #define STRESS_LIVE 128
+#elif defined(TU_TARGET)
+/* Microcontrollers with megabytes (Cortex-M and RISC-V boards in QEMU). */
+#define STRESS_HEAP ((size_t)1 << 20)
+#define STRESS_LIVE 1000
 #else
 #define STRESS_HEAP ((size_t)64 << 20)
 #define STRESS_LIVE 4000
 #endif
 /* Two regions in a heap small enough to fill up in the large model too. */
-#if MM_CONFIG_SMALL
+#if defined(TU_RAM_TINY)
+#define REGIONS_HEAP ((size_t)0x1000)
+#elif MM_CONFIG_SMALL
 #define REGIONS_HEAP ((size_t)0x10000)
+#elif defined(TU_TARGET)
+#define REGIONS_HEAP ((size_t)1 << 20)
 #else
 #define REGIONS_HEAP ((size_t)4 << 20)
 #endif
-#define STRESS_OPS     1000000
+/* The gap between the two regions. */
+#define REGIONS_GAP (REGIONS_HEAP / 16 < 4096 ? REGIONS_HEAP / 16 : 4096)
+/* Microcontrollers run a shortened stress: an emulator is slower. */
+#if defined(TU_RAM_TINY)
+#define STRESS_OPS     4000L
+#define MALLINFO_EVERY 250
+#define CHECK_EVERY    1000
+#elif defined(TU_TARGET)
+#define STRESS_OPS     50000L
+#define MALLINFO_EVERY 1000
+#define CHECK_EVERY    10000
+#else
+#define STRESS_OPS     1000000L
 #define MALLINFO_EVERY 1000
 #define CHECK_EVERY    100000
+#endif
 
 static uint8_t *map_mem(size_t size)
 {
+#ifdef TU_TARGET
+    void *p = tu_mem_alloc(size);
+    CU_ASSERT_FATAL(p != NULL);
+#else
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     CU_ASSERT_FATAL(p != MAP_FAILED);
+#endif
     return p;
+}
+
+static void unmap_mem(void *p, size_t size)
+{
+#ifdef TU_TARGET
+    tu_mem_free(p, size);
+#else
+    munmap(p, size);
+#endif
 }
 
 /* Print the worker's first problem and fail the test there. */
@@ -132,9 +173,10 @@ static void run_single(struct mm_heap_s *h, size_t heap_size, size_t max_live, l
     ASSERT_WORKER(&w, hw_free_all(&w));
     check_empty(h, &mi0);
     struct mm_heap_stats st = mm_heap_stats(h);
-    printf("\n    %ld ops in %llu ms, %llu refused for lack of memory, mallocs %u frees %u ", ops,
-           (unsigned long long)(tu_now_ms() - t0), (unsigned long long)w.nomem, st.mallocs,
-           st.frees);
+    /* unsigned long: AVR's printf has no %llu */
+    printf("\n    %ld ops in %lu ms, %lu refused for lack of memory, mallocs %lu frees %lu ", ops,
+           (unsigned long)(tu_now_ms() - t0), (unsigned long)w.nomem, (unsigned long)st.mallocs,
+           (unsigned long)st.frees);
 }
 
 static void test_stress_one_region(void)
@@ -144,7 +186,7 @@ static void test_stress_one_region(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(h);
     run_single(h, STRESS_HEAP, STRESS_LIVE, STRESS_OPS, 1);
     mm_detach(h);
-    munmap(mem, STRESS_HEAP);
+    unmap_mem(mem, STRESS_HEAP);
 }
 
 /* The same over two regions with a gap between them: chunks never cross. */
@@ -152,16 +194,17 @@ static void test_stress_two_regions(void)
 {
     uint8_t *mem = map_mem(REGIONS_HEAP);
     size_t half = REGIONS_HEAP / 2;
-    struct mm_heap_s *h = mm_initialize("stress2", mem, half - 4096);
+    struct mm_heap_s *h = mm_initialize("stress2", mem, half - REGIONS_GAP);
     CU_ASSERT_PTR_NOT_NULL_FATAL(h);
     mm_addregion(h, mem + half, half);
     CU_ASSERT_EQUAL_FATAL(mm_mallinfo(h).ordblks, 2);
     run_single(h, REGIONS_HEAP, STRESS_LIVE, STRESS_OPS / 5, 2);
     CU_ASSERT_EQUAL(mm_mallinfo(h).ordblks, 2);
     mm_detach(h);
-    munmap(mem, REGIONS_HEAP);
+    unmap_mem(mem, REGIONS_HEAP);
 }
 
+#ifndef TU_TARGET
 /* Threads: two share the creator's handle, two attach handles of their own. */
 #define NTHREADS   4
 #define THREAD_OPS 100000
@@ -224,15 +267,18 @@ static void test_stress_threads(void)
     }
     check_empty(h, &mi0);
     mm_detach(h);
-    munmap(mem, STRESS_HEAP);
+    unmap_mem(mem, STRESS_HEAP);
 }
+#endif /* !TU_TARGET */
 
 int main(void)
 {
     static const struct tu_test tests[] = {
         TU_TEST(test_stress_one_region),
         TU_TEST(test_stress_two_regions),
+#ifndef TU_TARGET
         TU_TEST(test_stress_threads),
+#endif
         TU_END,
     };
     return tu_main("heap_stress", tests);

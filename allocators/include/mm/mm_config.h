@@ -45,7 +45,8 @@
  * process-local view of a heap: its base address and the size of the
  * mapping, which shared memory cannot be trusted to tell. */
 #ifndef MM_CONFIG_MAX_HEAPS
-#if UINTPTR_MAX <= 0xffffffffu
+/* Microcontrollers (no Linux), 64-bit ones too, take their handles at start-up. */
+#if UINTPTR_MAX <= 0xffffffffu || !defined(__linux__)
 #define MM_CONFIG_MAX_HEAPS 4
 #else
 #define MM_CONFIG_MAX_HEAPS 1024
