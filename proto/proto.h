@@ -22,7 +22,7 @@
 #include <stdint.h>
 
 /* The interface mmsrvd serves, and the Varlink service interface. */
-#define PROTO_INTERFACE "io.mmsrvd"
+#define PROTO_INTERFACE         "io.mmsrvd"
 #define PROTO_SERVICE_INTERFACE "org.varlink.service"
 
 /* The largest message either side accepts, NUL excluded. */
@@ -34,17 +34,17 @@
 #define PROTO_NAME_MAX 63
 
 /* Error names of io.mmsrvd and of org.varlink.service. */
-#define PROTO_ERR_REGION_NOT_FOUND "io.mmsrvd.RegionNotFound"
-#define PROTO_ERR_REGION_EXISTS "io.mmsrvd.RegionExists"
-#define PROTO_ERR_PERMISSION_DENIED "io.mmsrvd.PermissionDenied"
-#define PROTO_ERR_NO_SPACE "io.mmsrvd.NoSpace"
-#define PROTO_ERR_NOT_ATTACHED "io.mmsrvd.NotAttached"
-#define PROTO_ERR_INVALID_MESSAGE "io.mmsrvd.InvalidMessage"
-#define PROTO_ERR_INTERFACE_NOT_FOUND "org.varlink.service.InterfaceNotFound"
-#define PROTO_ERR_METHOD_NOT_FOUND "org.varlink.service.MethodNotFound"
+#define PROTO_ERR_REGION_NOT_FOUND       "io.mmsrvd.RegionNotFound"
+#define PROTO_ERR_REGION_EXISTS          "io.mmsrvd.RegionExists"
+#define PROTO_ERR_PERMISSION_DENIED      "io.mmsrvd.PermissionDenied"
+#define PROTO_ERR_NO_SPACE               "io.mmsrvd.NoSpace"
+#define PROTO_ERR_NOT_ATTACHED           "io.mmsrvd.NotAttached"
+#define PROTO_ERR_INVALID_MESSAGE        "io.mmsrvd.InvalidMessage"
+#define PROTO_ERR_INTERFACE_NOT_FOUND    "org.varlink.service.InterfaceNotFound"
+#define PROTO_ERR_METHOD_NOT_FOUND       "org.varlink.service.MethodNotFound"
 #define PROTO_ERR_METHOD_NOT_IMPLEMENTED "org.varlink.service.MethodNotImplemented"
-#define PROTO_ERR_INVALID_PARAMETER "org.varlink.service.InvalidParameter"
-#define PROTO_ERR_EXPECTED_MORE "org.varlink.service.ExpectedMore"
+#define PROTO_ERR_INVALID_PARAMETER      "org.varlink.service.InvalidParameter"
+#define PROTO_ERR_EXPECTED_MORE          "org.varlink.service.ExpectedMore"
 
 /* ------------------------------------------------------------------ */
 /* Framing                                                              */
@@ -58,11 +58,11 @@
  */
 struct proto_reader {
     char *buf;
-    size_t cap;    /* bytes allocated */
-    size_t start;  /* first byte not yet returned as a message */
-    size_t len;    /* bytes held, from buf */
-    size_t scan;   /* bytes from start already known to hold no NUL */
-    size_t max;    /* largest message, NUL excluded */
+    size_t cap;   /* bytes allocated */
+    size_t start; /* first byte not yet returned as a message */
+    size_t len;   /* bytes held, from buf */
+    size_t scan;  /* bytes from start already known to hold no NUL */
+    size_t max;   /* largest message, NUL excluded */
 };
 
 /* 0, or -ENOMEM.  max_message 0 means PROTO_MAX_MESSAGE. */
@@ -70,7 +70,9 @@ int proto_reader_init(struct proto_reader *r, size_t max_message);
 void proto_reader_release(struct proto_reader *r);
 
 /*
- * Room to receive into: *dst and *room (at least 1 byte) on 0; -ENOMEM.
+ * Room to receive into: *dst and *room (at least 1 byte) on 0; -ENOMEM;
+ * -EMSGSIZE when the held message under way is already longer than the
+ * maximum (proto_reader_next() said so; close the stream).
  * Bytes already returned as messages are dropped first.
  */
 int proto_reader_space(struct proto_reader *r, char **dst, size_t *room);
@@ -93,17 +95,17 @@ bool proto_reader_partial(const struct proto_reader *r);
 /* ------------------------------------------------------------------ */
 
 /* Call flags, as Varlink's boolean members name them. */
-#define PROTO_ONEWAY 0x1u
-#define PROTO_MORE 0x2u
+#define PROTO_ONEWAY  0x1u
+#define PROTO_MORE    0x2u
 #define PROTO_UPGRADE 0x4u
 
 /* A parsed call.  parameters is never NULL (an empty object when absent);
  * method and parameters live as long as the call. */
 struct proto_call {
     json_t *root;
-    const char *method;     /* "iface.Method" */
-    json_t *parameters;     /* borrowed from root */
-    unsigned flags;         /* PROTO_ONEWAY | PROTO_MORE | PROTO_UPGRADE */
+    const char *method; /* "iface.Method" */
+    json_t *parameters; /* borrowed from root */
+    unsigned flags;     /* PROTO_ONEWAY | PROTO_MORE | PROTO_UPGRADE */
 };
 
 /*
@@ -120,8 +122,8 @@ void proto_call_release(struct proto_call *call);
 /* A parsed reply: error NULL for a result; parameters never NULL. */
 struct proto_reply {
     json_t *root;
-    const char *error;      /* "iface.ErrorName", or NULL */
-    json_t *parameters;     /* borrowed from root */
+    const char *error;  /* "iface.ErrorName", or NULL */
+    json_t *parameters; /* borrowed from root */
     bool continues;
 };
 
@@ -148,11 +150,12 @@ char *proto_encode_error(const char *error, json_t *params, size_t *len);
 
 enum proto_type {
     PROTO_T_STRING,
-    PROTO_T_INT,     /* a JSON integer */
-    PROTO_T_UINT,    /* a JSON integer >= 0 */
+    PROTO_T_INT,  /* a JSON integer */
+    PROTO_T_UINT, /* a JSON integer >= 0 */
     PROTO_T_BOOL,
     PROTO_T_OBJECT,
     PROTO_T_ARRAY,
+    PROTO_T_FLOAT, /* Varlink's float: any JSON number, integer or real */
 };
 
 struct proto_param {

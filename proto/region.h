@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define REGION_MAGIC 0x6d6d7372u /* "mmsr" read as a little-endian word */
+#define REGION_MAGIC   0x6d6d7372u /* "mmsr" read as a little-endian word */
 #define REGION_VERSION 1u
 /* Where the allocator state starts: the header rounded up to a cache line
  * multiple that keeps the heap's and pool's own alignment. */
@@ -29,13 +29,13 @@ enum region_kind {
 struct region_header {
     uint32_t magic;
     uint16_t version;
-    uint16_t kind;           /* enum region_kind */
-    uint64_t size;           /* bytes of the whole region */
-    uint64_t generation;     /* unique per creation, never reused by a daemon */
-    uint64_t alloc_offset;   /* allocator state, from the region's base */
-    uint64_t alloc_size;     /* bytes given to the allocator */
-    char name[64];           /* NUL-terminated */
-    uint8_t reserved[144];
+    uint16_t kind;         /* enum region_kind */
+    uint64_t size;         /* bytes of the whole region */
+    uint64_t generation;   /* unique per creation, never reused by a daemon */
+    uint64_t alloc_offset; /* allocator state, from the region's base */
+    uint64_t alloc_size;   /* bytes given to the allocator */
+    char name[64];         /* NUL-terminated */
+    uint8_t reserved[152]; /* zero; pads the header to REGION_ALLOC_OFFSET */
 };
 
 _Static_assert(sizeof(struct region_header) == REGION_ALLOC_OFFSET, "region header size");

@@ -16,7 +16,10 @@
  * PermissionDenied, -ENOSPC NoSpace, -ENOTCONN NotAttached, -EINVAL
  * InvalidParameter (or a bad argument caught before sending), -EPROTO a
  * reply the library could not understand, -ECONNRESET the daemon went away,
- * -ETIMEDOUT no reply in time.
+ * -ETIMEDOUT no reply in time (the connection is then closed: a late reply
+ * could not be told from the next one), -EUCLEAN an attached region's memory
+ * does not hold what the daemon said (header, heap or pool).  Failures the
+ * daemon did not answer with an error leave mmsrv_error_name() NULL.
  */
 #ifndef MMSRV_MMSRV_H
 #define MMSRV_MMSRV_H
@@ -55,12 +58,12 @@ struct mmsrv_region_info {
 /* An attached region, valid until mmsrv_detach() or mmsrv_disconnect(). */
 struct mmsrv_region {
     struct mmsrv_region_info info;
-    void *base;                /* the mapping of the whole region */
+    void *base; /* the mapping of the whole region */
     size_t size;
     bool writable;
-    uint32_t owner;            /* the id this connection owns things under */
-    struct mm_heap_s *heap;    /* heap regions attached writable; else NULL */
-    struct iob_pool_s *pool;   /* IOB regions attached writable; else NULL */
+    uint32_t owner;          /* the id this connection owns things under */
+    struct mm_heap_s *heap;  /* heap regions attached writable; else NULL */
+    struct iob_pool_s *pool; /* IOB regions attached writable; else NULL */
 };
 
 /* A channel to create with an IOB region. */
@@ -74,9 +77,9 @@ struct mmsrv_channel_spec {
 struct mmsrv_region_spec {
     const char *name;
     enum mmsrv_kind kind;
-    uint64_t size;                            /* heap: bytes */
-    uint32_t bufsize;                         /* iob: bytes per buffer */
-    uint32_t count;                           /* iob: buffers */
+    uint64_t size;                             /* heap: bytes */
+    uint32_t bufsize;                          /* iob: bytes per buffer */
+    uint32_t count;                            /* iob: buffers */
     const struct mmsrv_channel_spec *channels; /* iob: may be NULL */
     size_t nchannels;
     int64_t uid;
