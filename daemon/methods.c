@@ -18,6 +18,8 @@
 /* RegionStats lists at most this many attached clients, so that its reply
  * stays well within the 64 KiB a message may have. */
 #define STATS_MAX_ATTACHED 256
+/* How long a CreateRegion reply waits for the descriptor store at most. */
+#define CREATE_STORE_WAIT_MS 5000
 
 static int reply_errno(struct dispatch_call *call, int err, const char *name)
 {
@@ -54,6 +56,59 @@ static struct region *lookup(struct dispatch_call *call, json_t *params)
 
 /* ---- CreateRegion ------------------------------------------------------ */
 
+/* The reply to CreateRegion once the store holds the region (sd_store_wait). */
+struct create_job {
+    struct conn *conn;
+    struct region *region;
+    unsigned flags;
+    uint64_t mark;
+    bool stored;
+};
+
+static void create_store_work(void *arg)
+{
+    struct create_job *job = arg;
+    job->stored = sd_store_wait(job->mark, CREATE_STORE_WAIT_MS);
+}
+
+static void create_store_done(void *arg)
+{
+    struct create_job *job = arg;
+    if (!job->stored)
+        log_warn("create region=%s: not yet in systemd's descriptor store; a crash now would "
+                 "lose it",
+                 job->region->name);
+    if (!job->conn->closing && (job->flags & PROTO_ONEWAY) == 0)
+        conn_send_reply(job->conn, json_pack("{s:o}", "region", region_to_json(job->region)), false,
+                        NULL, 0);
+    region_unref(job->region);
+    conn_release(job->conn);
+    free(job);
+}
+
+/* Reply with the new region r: at once without systemd, else once its
+ * descriptor and the table are in the store. */
+static void create_reply(struct dispatch_call *call, struct region *r)
+{
+    struct create_job *job = sd_enabled() ? calloc(1, sizeof(*job)) : NULL;
+    if (job != NULL) {
+        job->conn = call->conn;
+        job->region = r;
+        job->flags = call->flags;
+        job->mark = sd_store_mark();
+        region_ref(r);
+        conn_hold(call->conn);
+        if (work_submit(create_store_work, create_store_done, job) == 0) {
+            dispatch_defer(call);
+            return;
+        }
+        region_unref(r);
+        conn_release(call->conn);
+        free(job);
+    }
+    dispatch_reply(call, json_pack("{s:o}", "region", region_to_json(r)));
+}
+
 static void m_create(struct dispatch_call *call, json_t *params)
 {
     struct region_spec spec;
@@ -80,7 +135,7 @@ static void m_create(struct dispatch_call *call, json_t *params)
     int rc = region_create(&spec, peer->uid, peer->gid, peer->pid, &r, &bad, &need, &avail);
     switch (rc) {
     case 0:
-        dispatch_reply(call, json_pack("{s:o}", "region", region_to_json(r)));
+        create_reply(call, r);
         return;
     case -EEXIST:
         reply_errno(call, rc, spec.name);

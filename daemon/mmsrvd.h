@@ -363,5 +363,12 @@ void sd_flush(unsigned timeout_ms);
 void sd_region_stored(const struct region *r);
 void sd_region_removed(const struct region *r);
 void sd_table_changed(void);
+/* What has been queued for the store so far, and a wait (on a worker
+ * thread, never the loop) until all of that went out: at most timeout_ms;
+ * false when it did not.  A reply that promises a region waits for its
+ * descriptor and the table to be in the store, so that a daemon killed just
+ * after the reply loses nothing it promised. */
+uint64_t sd_store_mark(void);
+bool sd_store_wait(uint64_t mark, unsigned timeout_ms);
 
 #endif /* MMSRVD_MMSRVD_H */

@@ -63,14 +63,17 @@ bool sd_enabled(void)
  */
 struct note {
     struct note *next;
-    int fd; /* -1: none */
+    uint64_t seq; /* 1, 2, ... in the order queued */
+    int fd;       /* -1: none */
     char msg[];
 };
 
 static pthread_mutex_t note_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t note_cond = PTHREAD_COND_INITIALIZER;
 static struct note *note_head, *note_tail;
-static size_t note_count; /* queued or being sent */
+static size_t note_count;     /* queued or being sent */
+static uint64_t note_queued;  /* seq of the last note queued */
+static uint64_t note_handled; /* seq of the last note sent (or given up) */
 static bool note_quit;
 static bool note_started;
 static pthread_t note_thread;
@@ -94,12 +97,14 @@ static void *note_main(void *arg)
             sd_pid_notify_with_fds(0, 0, n->msg, n->fd >= 0 ? &n->fd : NULL, n->fd >= 0 ? 1u : 0u);
         if (rc < 0)
             log_warn("systemd: cannot notify \"%.40s\": %s", n->msg, strerror(-rc));
+        uint64_t n_seq = n->seq;
         if (n->fd >= 0)
             close(n->fd);
         free(n);
 
         pthread_mutex_lock(&note_lock);
         note_count--;
+        note_handled = n_seq;
         pthread_cond_broadcast(&note_cond);
     }
     pthread_mutex_unlock(&note_lock);
@@ -145,6 +150,7 @@ static void sd_send(const char *msg, const int *fds, unsigned nfds)
             return;
         }
     }
+    n->seq = ++note_queued;
     if (note_tail != NULL)
         note_tail->next = n;
     else
@@ -153,6 +159,34 @@ static void sd_send(const char *msg, const int *fds, unsigned nfds)
     note_count++;
     pthread_cond_broadcast(&note_cond);
     pthread_mutex_unlock(&note_lock);
+}
+
+uint64_t sd_store_mark(void)
+{
+    pthread_mutex_lock(&note_lock);
+    uint64_t mark = note_queued;
+    pthread_mutex_unlock(&note_lock);
+    return mark;
+}
+
+bool sd_store_wait(uint64_t mark, unsigned timeout_ms)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&note_lock);
+    while (note_handled < mark) {
+        if (pthread_cond_timedwait(&note_cond, &note_lock, &deadline) != 0)
+            break;
+    }
+    bool done = note_handled >= mark;
+    pthread_mutex_unlock(&note_lock);
+    return done;
 }
 
 void sd_flush(unsigned timeout_ms)
