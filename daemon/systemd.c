@@ -161,6 +161,20 @@ static void sd_send(const char *msg, const int *fds, unsigned nfds)
     pthread_mutex_unlock(&note_lock);
 }
 
+/* The moment timeout_ms from now, as pthread_cond_timedwait() wants it. */
+static struct timespec deadline_after(unsigned timeout_ms)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    t.tv_sec += timeout_ms / 1000;
+    t.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return t;
+}
+
 uint64_t sd_store_mark(void)
 {
     pthread_mutex_lock(&note_lock);
@@ -171,14 +185,7 @@ uint64_t sd_store_mark(void)
 
 bool sd_store_wait(uint64_t mark, unsigned timeout_ms)
 {
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += timeout_ms / 1000;
-    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    struct timespec deadline = deadline_after(timeout_ms);
     pthread_mutex_lock(&note_lock);
     while (note_handled < mark) {
         if (pthread_cond_timedwait(&note_cond, &note_lock, &deadline) != 0)
@@ -193,14 +200,7 @@ void sd_flush(unsigned timeout_ms)
 {
     if (!note_started)
         return;
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += timeout_ms / 1000;
-    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    struct timespec deadline = deadline_after(timeout_ms);
     pthread_mutex_lock(&note_lock);
     note_quit = true;
     pthread_cond_broadcast(&note_cond);
