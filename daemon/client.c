@@ -117,6 +117,16 @@ static int conn_queue(struct conn *c, char *msg, size_t len, const int *fds, siz
     return 0;
 }
 
+/* Something was queued.  Inside the connection's poll callback the
+ * callback itself writes it and sets the events afterwards, so a reply to a
+ * call costs no epoll change; elsewhere (a deferred reply, an event) ask to
+ * be told when the socket is writable. */
+static void conn_queued(struct conn *c)
+{
+    if (!c->in_poll)
+        conn_update_events(c);
+}
+
 int conn_send_reply(struct conn *c, json_t *params, bool continues, const int *fds, size_t nfds)
 {
     size_t len;
@@ -124,7 +134,7 @@ int conn_send_reply(struct conn *c, json_t *params, bool continues, const int *f
     if (msg == NULL)
         return -ENOMEM;
     int rc = conn_queue(c, msg, len, fds, nfds);
-    conn_update_events(c);
+    conn_queued(c);
     return rc;
 }
 
@@ -136,7 +146,7 @@ int conn_send_error(struct conn *c, const char *error, json_t *params)
         return -ENOMEM;
     log_debug("error pid=%d %s", (int)c->peer.pid, error);
     int rc = conn_queue(c, msg, len, NULL, 0);
-    conn_update_events(c);
+    conn_queued(c);
     return rc;
 }
 
@@ -152,7 +162,7 @@ int conn_send_raw(struct conn *c, char *msg, size_t len, size_t limit)
         return -ENOBUFS;
     }
     int rc = conn_queue(c, msg, len, NULL, 0);
-    conn_update_events(c);
+    conn_queued(c);
     return rc;
 }
 
@@ -366,6 +376,10 @@ static void conn_read(struct conn *c)
         proto_reader_commit(&c->rd, (size_t)n);
         budget -= (size_t)n;
         conn_process(c);
+        /* a short read drained the socket: the poll is level-triggered and
+         * says when more comes, so skip the read that would only say EAGAIN */
+        if ((size_t)n < room)
+            break;
     }
     conn_process(c);
 }
@@ -396,8 +410,10 @@ static void conn_on_poll(uv_poll_t *h, int status, int events)
             c->out_bytes < srv_limits.output_limit)
             conn_process(c);
     }
+    c->in_poll = true;
     if (!c->closing && (events & (UV_READABLE | UV_DISCONNECT)) != 0)
         conn_read(c);
+    c->in_poll = false;
     if (!c->closing)
         conn_flush(c);
     conn_settle(c);

@@ -255,7 +255,8 @@ struct conn {
     unsigned pending;       /* deferred calls and work holding the connection */
     bool monitor;           /* streams Monitor events */
     bool closing;
-    bool eof; /* the peer shut its side: finish the calls read, then close */
+    bool eof;     /* the peer shut its side: finish the calls read, then close */
+    bool in_poll; /* in its poll callback, which writes and sets events after */
     struct attachment *attachments;
 };
 
