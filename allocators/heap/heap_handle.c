@@ -28,7 +28,6 @@ static size_t mm__cache_cap_for(size_t heapsize)
 #endif
 }
 
-
 static struct mm_heap_s *mm__handle_claim(uint8_t *base, size_t limit)
 {
 #if MM_CONFIG_PORT == MM_PORT_HOST
@@ -266,25 +265,32 @@ enum mm_error mm_heap_state(struct mm_heap_s *h)
     return mm__hdr(h)->state == MM__STATE_OK ? MM_OK : MM_ERR_BROKEN;
 }
 
+/* Microcontrollers get the phrases in fewer bytes of flash. */
+#if MM_CONFIG_MULTIPROCESS
+#define MM__PHRASE(long_, short_) long_
+#else
+#define MM__PHRASE(long_, short_) short_
+#endif
+
 const char *mm_strerror(enum mm_error err)
 {
     switch (err) {
     case MM_OK:
         return "success";
     case MM_ERR_NOMEM:
-        return "no free chunk large enough";
+        return MM__PHRASE("no free chunk large enough", "no memory");
     case MM_ERR_INVAL:
         return "invalid argument";
     case MM_ERR_BROKEN:
-        return "heap chunk chain broken; heap refuses work";
+        return MM__PHRASE("heap chunk chain broken; heap refuses work", "heap broken");
     case MM_ERR_LOCK:
-        return "heap lock unusable";
+        return MM__PHRASE("heap lock unusable", "lock unusable");
     case MM_ERR_HANDLES:
-        return "no free heap handle in this process";
+        return MM__PHRASE("no free heap handle in this process", "no handle");
     case MM_ERR_NOTHEAP:
-        return "memory holds no heap of this layout and size";
+        return MM__PHRASE("memory holds no heap of this layout and size", "not a heap");
     }
-    return "unknown error";
+    return MM__PHRASE("unknown error", "unknown");
 }
 
 /* ---- Owner ids ---------------------------------------------------------- */

@@ -435,8 +435,8 @@ MM__HOT bool mm__region_bounds(const struct mm_heap_s *h, unsigned i, size_t *st
 {
     const struct mm__region *r = &mm__hdr(h)->region[i];
     size_t s = r->start, e = r->end;
-    if (MM_UNLIKELY(s < sizeof(struct mm__header) || e < s || e > h->limit - MM__HDR ||
-                    ((s | e) & (MM__ALIGN - 1u)) != 0))
+    if (MM__VALIDATE && MM_UNLIKELY(s < sizeof(struct mm__header) || e < s ||
+                                    e > h->limit - MM__HDR || ((s | e) & (MM__ALIGN - 1u)) != 0))
         return false;
     *start = s;
     *end = e;

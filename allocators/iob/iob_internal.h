@@ -265,7 +265,14 @@ struct iob__stack {
     uint32_t frozen_top; /* top of the list while frozen (admin lock) */
     uint32_t sleepmask;  /* allocators asleep on seq (bits of `sleepers`) */
     uint32_t seq;        /* futex word: bumped when a push finds sleepers */
+#if MM_CONFIG_MULTIPROCESS
     uint8_t pad[IOB__LINE - 28];
+#else
+    /* A microcontroller's list is a plain stack under this lock: one
+     * program, nobody dies holding a buffer half taken. */
+    mm_port_lock_t lock;
+    uint8_t pad[IOB__LINE - 28 - sizeof(mm_port_lock_t)];
+#endif
 };
 _Static_assert(sizeof(struct iob__stack) == IOB__LINE, "free list head on one line");
 
@@ -545,7 +552,9 @@ static inline void iob__wake(uint32_t *word, const uint32_t *mask)
 }
 
 /* Reclaim: clear the sleeper slots a dead owner left. */
+#if MM_CONFIG_MULTIPROCESS
 void iob__sleepers_reclaim(uint32_t *mask, struct iob__sleepers *sl, uint32_t owner);
+#endif
 
 /* ---- Chains (iob_chain.c) ---------------------------------------------- */
 
@@ -572,14 +581,18 @@ IOB__HOT bool iob__follow(const struct iob_pool_s *h, uint32_t i, uint32_t *next
 int iob__admin_lock(struct iob_pool_s *h);
 void iob__admin_unlock(struct iob_pool_s *h);
 
+#if MM_CONFIG_MULTIPROCESS
 /* A pop or push met a frozen list: wait for the reclaim to end. */
 int iob__wait_thaw(struct iob_pool_s *h);
+#endif
 
 /* ---- Channels (iob_channel.c) ------------------------------------------ */
 
 /* Complete a send or a receive that a dead process left half done. */
+#if MM_CONFIG_MULTIPROCESS
 void iob__chan_repair_send(struct iob_pool_s *h, uint32_t id);
 void iob__chan_repair_recv(struct iob_pool_s *h, uint32_t id);
+#endif
 
 /* ---- Statistics ---------------------------------------------------------- */
 
