@@ -120,6 +120,11 @@ _Static_assert(IOB_CONFIG_CHANNEL_DEPTH >= 1 && IOB_CONFIG_CHANNEL_DEPTH <= 6553
 
 #define IOB__LINE 64u
 
+/* Whether what the pool's memory says (links, lengths, offsets) is checked
+ * before use: where other processes share it.  A microcontroller's pool
+ * trusts its own memory; iob_pool_check still finds corruption. */
+#define IOB__VALIDATE MM_CONFIG_MULTIPROCESS
+
 /* ---- Free-list head ------------------------------------------------------ */
 
 #define IOB__IDX_MASK    0xfffffu
@@ -449,7 +454,7 @@ IOB__HOT bool iob__extent(const struct iob_pool_s *h, const struct iob__desc *d,
                           uint32_t *len)
 {
     uint32_t o = d->offset, l = d->len;
-    if (MM_UNLIKELY(o > h->bufsize || l > h->bufsize - o))
+    if (IOB__VALIDATE && MM_UNLIKELY(o > h->bufsize || l > h->bufsize - o))
         return false;
     *off = o;
     *len = l;
@@ -567,7 +572,8 @@ IOB__HOT bool iob__follow(const struct iob_pool_s *h, uint32_t i, uint32_t *next
         *next = IOB__NIL;
         return true;
     }
-    if (MM_UNLIKELY(nx >= h->count ||
+    if (IOB__VALIDATE &&
+        MM_UNLIKELY(nx >= h->count ||
                     iob__st_kind(mm_port_load64(&h->desc[nx].s.state)) != IOB__LINKED))
         return false;
     *next = nx;
