@@ -470,8 +470,13 @@ IOB__HOT struct iob_s *iob__alloc(struct iob_pool_s *h, bool throttled, uint64_t
         return NULL;
     struct iob__desc *descs = h->desc;
     uint32_t b = 0; /* set on success; avr-gcc 5 cannot tell */
+#if defined(__OPTIMIZE_SIZE__)
+    if (iob__alloc_idx(h, iob__me(h), throttled, deadline, &b) < 0) /* one copy under -Os */
+        return NULL;
+#else
     if (iob__alloc_inline(h, iob__me(h), throttled, deadline, &b) < 0)
         return NULL;
+#endif
     return (struct iob_s *)(void *)&descs[b];
 }
 
@@ -552,6 +557,14 @@ struct iob_s *iob_free(struct iob_pool_s *h, struct iob_s *iob)
     if (MM_UNLIKELY(!iob__index(h, iob, &b)))
         return iob__refuse(h, -MM_EINVAL);
     uint32_t me = iob__me(h);
+#if defined(__OPTIMIZE_SIZE__)
+    /* -Os: the shared slow path (a call more, half the code). */
+    uint64_t st = mm_port_load64(&iob__desc(h, b)->s.state);
+    if (MM_UNLIKELY(iob__st_kind(st) != IOB__OWNED || iob__st_owner(st) != me))
+        return iob__refuse(h, -MM_EPERM);
+    uint32_t nx = iob__free_head(h, b, st, me);
+    return nx == IOB__NIL ? NULL : iob__ptr(h, nx);
+#else
     struct iob__list l = iob__bufs(h); /* before the stores: see iob__pop */
     struct iob__desc *d = (struct iob__desc *)(void *)iob__slot(&l, b);
     uint64_t st = mm_port_load64(&d->s.state);
@@ -570,6 +583,7 @@ struct iob_s *iob_free(struct iob_pool_s *h, struct iob_s *iob)
     IOB__CRASH(IOB_CRASH_FREE_STATE);
     (void)iob__push(h, &l, b, b, 1);
     return next;
+#endif
 }
 
 void iob__free_chain_at(struct iob_pool_s *h, uint32_t b, uint64_t st, uint32_t me)
@@ -597,14 +611,12 @@ void iob_free_chain(struct iob_pool_s *h, struct iob_s *iob)
         return;
     uint32_t b, me = iob__me(h);
     if (!iob__index(h, iob, &b)) {
-        iob__count(&h->hdr->stats.misuse);
-        h->error = -MM_EINVAL;
+        (void)iob__refuse(h, -MM_EINVAL);
         return;
     }
     uint64_t st = mm_port_load64(&iob__desc(h, b)->s.state);
     if (iob__st_kind(st) != IOB__OWNED || iob__st_owner(st) != me) {
-        iob__count(&h->hdr->stats.misuse);
-        h->error = -MM_EPERM;
+        (void)iob__refuse(h, -MM_EPERM);
         return;
     }
     iob__free_chain_at(h, b, st, me);

@@ -572,9 +572,8 @@ IOB__HOT bool iob__follow(const struct iob_pool_s *h, uint32_t i, uint32_t *next
         *next = IOB__NIL;
         return true;
     }
-    if (IOB__VALIDATE &&
-        MM_UNLIKELY(nx >= h->count ||
-                    iob__st_kind(mm_port_load64(&h->desc[nx].s.state)) != IOB__LINKED))
+    if (IOB__VALIDATE && MM_UNLIKELY(nx >= h->count || iob__st_kind(mm_port_load64(
+                                                           &h->desc[nx].s.state)) != IOB__LINKED))
         return false;
     *next = nx;
     return true;
