@@ -42,6 +42,10 @@
 #define MM_CONFIG_MULTIPROCESS 0
 #endif
 #endif
+#if MM_CONFIG_PORT == MM_PORT_HOST && !MM_CONFIG_MULTIPROCESS
+/* untested, and the per-thread cache relies on handles being released */
+#error "the host port is built with MM_CONFIG_MULTIPROCESS 1"
+#endif
 
 /* Memory model.  The small model keeps 16-bit sizes and offsets: heaps up to
  * 64 KiB, 4 bytes of overhead and 4-byte alignment per allocation.  The large
