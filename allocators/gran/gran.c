@@ -257,8 +257,10 @@ static struct gran_s *gran__lock(GRAN_HANDLE handle)
     int rc = mm_port_lock(&g->lock);
     if (rc < 0)
         return NULL;
+#if MM_CONFIG_MULTIPROCESS /* elsewhere no owner dies holding it */
     if (rc == MM_PORT_LOCKED_OWNER_DIED)
         mm_port_lock_mark_consistent(&g->lock);
+#endif
     return g;
 }
 

@@ -10,10 +10,12 @@
  * place (see heap_internal.h), so a process killed at any instruction leaves
  * a chain from which the next locker rebuilds the lists.
  */
+#define MM__DEFINE_HOT /* the one copy of the helpers of heap_internal.h in -Os builds */
 #include "heap_cache.h"
 
 /* ---- Locking ----------------------------------------------------------- */
 
+#if MM_CONFIG_MULTIPROCESS
 void mm__lock_recover(struct mm_heap_s *h)
 {
     struct mm__header *hd = mm__hdr(h);
@@ -23,6 +25,7 @@ void mm__lock_recover(struct mm_heap_s *h)
     hd->stats.recoveries++;
     mm_port_lock_mark_consistent(&hd->lock);
 }
+#endif
 
 /* ---- User pointers ------------------------------------------------------ */
 
@@ -90,7 +93,8 @@ size_t mm__alloc_chunk(struct mm_heap_s *h, mmsize_t csize, bool *retry)
     /* Good fit first: the head of csize's own class often fits, and taking
      * it keeps the heap denser than TLSF's round-up alone. */
     size_t off = hd->heads[fl][sl];
-    if (off != 0 && (!mm__off_ok(h, off) || mm__size_of(mm__chunk(h, off)) < csize))
+    if (off != 0 &&
+        ((MM__VALIDATE && !mm__off_ok(h, off)) || mm__size_of(mm__chunk(h, off)) < csize))
         off = 0;
     if (off == 0) {
         if (sl + 1u < MM__SL_COUNT) {
@@ -103,11 +107,11 @@ size_t mm__alloc_chunk(struct mm_heap_s *h, mmsize_t csize, bool *retry)
             return 0;
         int found = mm__find_class(hd, &fl, &sl);
         if (found <= 0) {
-            *retry = found < 0;
+            *retry = MM__VALIDATE && found < 0;
             return 0;
         }
         off = hd->heads[fl][sl];
-        if (MM_UNLIKELY(off == 0 || !mm__off_ok(h, off))) {
+        if (MM__VALIDATE && MM_UNLIKELY(off == 0 || !mm__off_ok(h, off))) {
             *retry = true;
             return 0;
         }
@@ -115,15 +119,16 @@ size_t mm__alloc_chunk(struct mm_heap_s *h, mmsize_t csize, bool *retry)
 
     struct mm__chunk *c = mm__chunk(h, off);
     mmsize_t size = mm__size_of(c);
-    unsigned cfl, csl;
-    mm__mapping(size, &cfl, &csl);
-    if (MM_UNLIKELY(mm__is_alloc(c) || size < csize || size > h->limit - MM__HDR - off ||
-                    cfl != fl || csl != sl)) {
+    unsigned cfl = fl, csl = sl;
+    if (MM__VALIDATE)
+        mm__mapping(size, &cfl, &csl);
+    if (MM__VALIDATE && MM_UNLIKELY(mm__is_alloc(c) || size < csize ||
+                                    size > h->limit - MM__HDR - off || cfl != fl || csl != sl)) {
         *retry = true;
         return 0;
     }
     struct mm__chunk *next = mm__chunk(h, off + size);
-    if (MM_UNLIKELY(next->prev_size != size || !mm__list_remove(h, off, size))) {
+    if (MM_UNLIKELY((MM__VALIDATE && next->prev_size != size) || !mm__list_remove(h, off, size))) {
         *retry = true;
         return 0;
     }
@@ -160,8 +165,9 @@ int mm__free_chunk(struct mm_heap_s *h, size_t off)
      * its size must keep it inside the mapping. */
     if (!mm__is_alloc(n)) {
         nsize = mm__size_of(n);
-        if (MM_UNLIKELY(nsize < MM__MINCHUNK || nsize > h->limit - MM__HDR - noff ||
-                        !mm__list_remove(h, noff, nsize)))
+        if (MM_UNLIKELY(
+                (MM__VALIDATE && (nsize < MM__MINCHUNK || nsize > h->limit - MM__HDR - noff)) ||
+                !mm__list_remove(h, noff, nsize)))
             return MM__RETRY;
     }
     if (c->prev_size != 0 && !mm__is_alloc(mm__chunk(h, off - c->prev_size))) {
@@ -198,7 +204,7 @@ void mm__shrink_chunk(struct mm_heap_s *h, size_t off, mmsize_t size, mmsize_t c
     MM__CRASH_POINT(6);
     c->size = (mmsize_t)(csize | MM__ALLOC_BIT); /* publishes the split */
     /* The tail is an allocated chunk now; freeing it merges it onwards. */
-    if (mm__free_chunk(h, roff) != MM__DONE) {
+    if (mm__needs_repair(mm__free_chunk(h, roff))) {
         /* Lists corrupted: rebuild them; the tail, free in the chain once
          * its bit is cleared, goes into them with the rest. */
         r->size = rest;
@@ -243,7 +249,7 @@ size_t mm__alloc_locked(struct mm_heap_s *h, mmsize_t csize)
     for (int attempt = 0;; attempt++) {
         bool retry = false;
         size_t off = mm__alloc_chunk(h, csize, &retry);
-        if (MM_LIKELY(!retry)) {
+        if (!MM__VALIDATE || MM_LIKELY(!retry)) {
             if (off != 0)
                 hd->stats.mallocs++;
             else
@@ -333,7 +339,7 @@ void mm_free(struct mm_heap_s *h, void *mem)
         return;
     }
     bool guard_ok = mm__debug_on_free(h, off);
-    if (MM_UNLIKELY(mm__free_chunk(h, off) != MM__DONE)) {
+    if (MM_UNLIKELY(mm__needs_repair(mm__free_chunk(h, off)))) {
         if (mm__rebuild(h, false)) {
             hd->stats.repairs++;
             if (mm__free_chunk(h, off) != MM__DONE)

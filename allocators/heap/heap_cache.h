@@ -38,7 +38,7 @@ extern uint32_t mm__owner_gen; /* changes with mm_set_owner_id */
 /* Find or bind the calling thread's cache of h (slow path). */
 struct mm__cache *mm__cache_bind(struct mm_heap_s *h, bool create);
 
-MM__HOT struct mm__cache *mm__cache_of(struct mm_heap_s *h, bool create)
+MM__INLINE struct mm__cache *mm__cache_of(struct mm_heap_s *h, bool create)
 {
     struct mm__thread_cache *tc = mm__tcache;
     if (MM_LIKELY(tc != NULL)) {
@@ -51,7 +51,7 @@ MM__HOT struct mm__cache *mm__cache_of(struct mm_heap_s *h, bool create)
 
 /* Cache the block at mem; false if it cannot be (then free it normally,
  * which also reports misuse). */
-MM__HOT bool mm__cache_push(struct mm_heap_s *h, void *mem)
+MM__INLINE bool mm__cache_push(struct mm_heap_s *h, void *mem)
 {
     uintptr_t m = (uintptr_t)mem, b = (uintptr_t)h->base;
     size_t off = (size_t)(m - b) - MM__USER_OFFSET;
@@ -93,8 +93,8 @@ MM__HOT bool mm__cache_push(struct mm_heap_s *h, void *mem)
 }
 
 /* Take the head of one bin if it holds csize bytes: its offset, or 0. */
-MM__HOT size_t mm__cache_take(struct mm_heap_s *h, struct mm__cache *k, unsigned bin,
-                              mmsize_t csize)
+MM__INLINE size_t mm__cache_take(struct mm_heap_s *h, struct mm__cache *k, unsigned bin,
+                                 mmsize_t csize)
 {
     if (k->n[bin] == 0)
         return 0;
@@ -124,7 +124,7 @@ overwritten: /* someone wrote over a cached block: forget this bin */
 
 /* Take a cached block of at least csize bytes: its offset, or 0.  The head
  * of csize's own class may be too small; any block of the next class fits. */
-MM__HOT size_t mm__cache_pop(struct mm_heap_s *h, mmsize_t csize)
+MM__INLINE size_t mm__cache_pop(struct mm_heap_s *h, mmsize_t csize)
 {
     unsigned fl, sl;
     mm__mapping(csize, &fl, &sl);

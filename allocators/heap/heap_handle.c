@@ -9,9 +9,11 @@
  */
 #include "heap_cache.h"
 
-static struct mm_heap_s g_handles[MM_CONFIG_MAX_HEAPS];
 static mm_misuse_fn g_misuse_fn;
 static void *g_misuse_arg;
+
+#if MM_CONFIG_MULTIPROCESS
+static struct mm_heap_s g_handles[MM_CONFIG_MAX_HEAPS];
 
 /* Bytes one thread may keep cached for a heap of this size: enough for the
  * cache to matter, little enough not to starve other users. */
@@ -55,6 +57,13 @@ static void mm__handle_release(struct mm_heap_s *h)
     h->limit = 0;
     mm_port_release(&h->in_use);
 }
+#else
+/* The handle is in the heap's header (heap_internal.h). */
+static void mm__handle_release(struct mm_heap_s *h)
+{
+    h->in_use = 0;
+}
+#endif
 
 /* Lay out one region [start, end + MM__HDR) as a single free chunk and an
  * end sentinel, and put the chunk in the lists. */
@@ -98,11 +107,20 @@ struct mm_heap_s *mm_initialize(const char *name, void *heapstart, size_t heapsi
         return NULL;
     end -= MM__HDR;
 
+#if MM_CONFIG_MULTIPROCESS
     struct mm_heap_s *h = mm__handle_claim(heapstart, heapsize);
     if (h == NULL)
         return NULL;
     struct mm__header *hd = mm__hdr(h);
     memset(hd, 0, sizeof(*hd));
+#else
+    struct mm__header *hd = heapstart;
+    memset(hd, 0, sizeof(*hd));
+    struct mm_heap_s *h = &hd->handle;
+    h->base = heapstart;
+    h->limit = heapsize;
+    h->in_use = 1;
+#endif
     if (mm_port_lock_init(&hd->lock) != 0) {
         mm__handle_release(h);
         return NULL;
@@ -126,6 +144,7 @@ struct mm_heap_s *mm_initialize(const char *name, void *heapstart, size_t heapsi
     return h;
 }
 
+#if MM_CONFIG_MULTIPROCESS
 struct mm_heap_s *mm_attach(void *heapstart, size_t heapsize)
 {
     if (heapstart == NULL || ((uintptr_t)heapstart & (MM_START_ALIGN - 1u)) != 0 ||
@@ -167,6 +186,13 @@ void mm_detach(struct mm_heap_s *h)
         mm__handle_release(h);
     }
 }
+#else
+/* The handle is the heap: nothing to release. */
+void mm_detach(struct mm_heap_s *h)
+{
+    (void)h;
+}
+#endif
 
 void mm_uninitialize(struct mm_heap_s *h)
 {
@@ -239,30 +265,38 @@ enum mm_error mm_heap_state(struct mm_heap_s *h)
     return mm__hdr(h)->state == MM__STATE_OK ? MM_OK : MM_ERR_BROKEN;
 }
 
+/* Microcontrollers get the phrases in fewer bytes of flash. */
+#if MM_CONFIG_MULTIPROCESS
+#define MM__PHRASE(long_, short_) long_
+#else
+#define MM__PHRASE(long_, short_) short_
+#endif
+
 const char *mm_strerror(enum mm_error err)
 {
     switch (err) {
     case MM_OK:
         return "success";
     case MM_ERR_NOMEM:
-        return "no free chunk large enough";
+        return MM__PHRASE("no free chunk large enough", "no memory");
     case MM_ERR_INVAL:
         return "invalid argument";
     case MM_ERR_BROKEN:
-        return "heap chunk chain broken; heap refuses work";
+        return MM__PHRASE("heap chunk chain broken; heap refuses work", "heap broken");
     case MM_ERR_LOCK:
-        return "heap lock unusable";
+        return MM__PHRASE("heap lock unusable", "lock unusable");
     case MM_ERR_HANDLES:
-        return "no free heap handle in this process";
+        return MM__PHRASE("no free heap handle in this process", "no handle");
     case MM_ERR_NOTHEAP:
-        return "memory holds no heap of this layout and size";
+        return MM__PHRASE("memory holds no heap of this layout and size", "not a heap");
     }
-    return "unknown error";
+    return MM__PHRASE("unknown error", "unknown");
 }
 
 /* ---- Owner ids ---------------------------------------------------------- */
 
 static uint32_t g_owner_id; /* set by mm_set_owner_id; 0: the port's (pid) */
+#if MM_CONFIG_MULTIPROCESS
 static uint32_t g_port_owner;
 #if MM_CONFIG_PORT == MM_PORT_HOST
 static uint32_t g_owner_fork_gen, g_port_owner_fork_gen;
@@ -296,6 +330,18 @@ uint32_t mm__owner(void)
     }
     return g_port_owner;
 }
+#else
+/* One program: no fork, no cache to tell. */
+void mm_set_owner_id(uint32_t id)
+{
+    g_owner_id = id;
+}
+
+uint32_t mm__owner(void)
+{
+    return g_owner_id != 0 ? g_owner_id : mm_port_owner_id();
+}
+#endif
 
 uint32_t mm_owner_id(void)
 {

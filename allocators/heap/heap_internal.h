@@ -39,12 +39,34 @@
 /* The few helpers on every malloc and free are forced inline: a call per
  * list operation costs more than the operation. */
 #if defined(__OPTIMIZE_SIZE__)
-/* -Os (microcontroller builds): the compiler decides; forced copies of the
- * list helpers in every caller cost more flash than the calls. */
-#define MM__HOT static inline
+/* -Os (microcontroller builds): one out-of-line copy of each helper, in
+ * heap.c (which defines MM__DEFINE_HOT); a copy per file costs more flash
+ * than the calls.  MM__HOT_DECL declares them for the other files. */
+#define MM__HOT
+#define MM__HOT_DECL(decl) decl;
+#ifdef MM__DEFINE_HOT
+#define MM__HOT_BODY 1
+#else
+#define MM__HOT_BODY 0
+#endif
 #else
 #define MM__HOT static inline __attribute__((always_inline))
+#define MM__HOT_DECL(decl)
+#define MM__HOT_BODY 1
 #endif
+/* Helpers that stay inline in every build (a call would cost more). */
+#if defined(__OPTIMIZE_SIZE__)
+#define MM__INLINE static inline
+#else
+#define MM__INLINE static inline __attribute__((always_inline))
+#endif
+
+/* Whether what the heap's memory says is checked before it is used, and
+ * corrupted free lists rebuilt from the chunk chain: where other processes
+ * (which may die at any instruction, or scribble) share the memory.  A
+ * microcontroller's heap trusts its own memory: free lists found corrupted
+ * (by mm_checkcorruption) are the application's bug, not a dead peer's. */
+#define MM__VALIDATE MM_CONFIG_MULTIPROCESS
 
 /* ---- Model ----------------------------------------------------------- */
 
@@ -122,6 +144,23 @@ struct mm__region {
     mmsize_t end;   /* offset of the end sentinel */
 };
 
+/* ---- The process-local handle ---------------------------------------- */
+
+/* Where several processes share the heap (MM_CONFIG_MULTIPROCESS), each
+ * holds handles from its own table (heap_handle.c).  Elsewhere the handle
+ * lives in the heap's header: the heap is its own handle. */
+
+struct mm_heap_s {
+    uint8_t *base; /* this process's address of the heap */
+    size_t limit;  /* bytes mapped from base: no offset at or past it is read */
+    uint32_t in_use;
+    uint32_t gen;     /* changes whenever the handle is taken or released */
+    size_t cache_cap; /* bytes each thread may keep cached; 0: no cache */
+    size_t r0_start;  /* region 0's bounds, validated when the handle was made */
+    size_t r0_end;
+    enum mm_error last_error;
+};
+
 struct mm__header {
     uint32_t magic;
     uint16_t version;
@@ -139,23 +178,13 @@ struct mm__header {
     uint32_t fl_bitmap;
     uint32_t sl_bitmap[MM__FL_COUNT];
     mmsize_t heads[MM__FL_COUNT][MM__SL_COUNT];
+#if !MM_CONFIG_MULTIPROCESS
+    struct mm_heap_s handle;
+#endif
 };
 
 _Static_assert(_Alignof(struct mm__header) <= MM_START_ALIGN,
                "a heap start aligned to MM_START_ALIGN aligns the header");
-
-/* ---- The process-local handle ---------------------------------------- */
-
-struct mm_heap_s {
-    uint8_t *base; /* this process's address of the heap */
-    size_t limit;  /* bytes mapped from base: no offset at or past it is read */
-    uint32_t in_use;
-    uint32_t gen;     /* changes whenever the handle is taken or released */
-    size_t cache_cap; /* bytes each thread may keep cached; 0: no cache */
-    size_t r0_start;  /* region 0's bounds, validated when the handle was made */
-    size_t r0_end;
-    enum mm_error last_error;
-};
 
 static inline struct mm__header *mm__hdr(const struct mm_heap_s *h)
 {
@@ -226,6 +255,8 @@ static inline unsigned mm__ffs(uint32_t x) /* index of the lowest set bit, x != 
     return (unsigned)MM__CTZ32(x);
 }
 
+MM__HOT_DECL(void mm__mapping(mmsize_t size, unsigned *fl, unsigned *sl))
+#if MM__HOT_BODY
 MM__HOT void mm__mapping(mmsize_t size, unsigned *fl, unsigned *sl)
 {
     if (size < MM__SMALL_LIMIT) {
@@ -237,9 +268,12 @@ MM__HOT void mm__mapping(mmsize_t size, unsigned *fl, unsigned *sl)
         *fl = f - MM__FL_SHIFT + 1u;
     }
 }
+#endif
 
 /* Link a free chunk at the head of its class's list.  The chunk's header
  * must be written already. */
+MM__HOT_DECL(void mm__list_insert(const struct mm_heap_s *h, size_t off, mmsize_t size))
+#if MM__HOT_BODY
 MM__HOT void mm__list_insert(const struct mm_heap_s *h, size_t off, mmsize_t size)
 {
     struct mm__header *hd = mm__hdr(h);
@@ -249,26 +283,30 @@ MM__HOT void mm__list_insert(const struct mm_heap_s *h, size_t off, mmsize_t siz
     struct mm__chunk *c = mm__chunk(h, off);
     c->next = head;
     c->prev = 0;
-    if (head != 0 && mm__off_ok(h, head))
+    if (head != 0 && (!MM__VALIDATE || mm__off_ok(h, head)))
         mm__chunk(h, head)->prev = (mmsize_t)off;
     hd->heads[fl][sl] = (mmsize_t)off;
     hd->fl_bitmap |= (uint32_t)1 << fl; /* not 1u: 16 bits on AVR */
     hd->sl_bitmap[fl] |= (uint32_t)1 << sl;
 }
+#endif
 
 /* Unlink a free chunk.  false if its links are not what a list member's
  * links must be (the lists are corrupted: the caller repairs them). */
-MM__HOT bool mm__list_remove(const struct mm_heap_s *h, size_t off, mmsize_t size)
+MM__HOT_DECL(bool mm__list_unlink(const struct mm_heap_s *h, size_t off, mmsize_t size))
+#if MM__HOT_BODY
+MM__HOT bool mm__list_unlink(const struct mm_heap_s *h, size_t off, mmsize_t size)
 {
     struct mm__header *hd = mm__hdr(h);
     struct mm__chunk *c = mm__chunk(h, off);
     mmsize_t next = c->next, prev = c->prev;
     unsigned fl, sl;
     mm__mapping(size, &fl, &sl);
-    if (MM_UNLIKELY((next != 0 && !mm__off_ok(h, next)) || (prev != 0 && !mm__off_ok(h, prev))))
+    if (MM__VALIDATE &&
+        MM_UNLIKELY((next != 0 && !mm__off_ok(h, next)) || (prev != 0 && !mm__off_ok(h, prev))))
         return false;
     if (prev == 0) {
-        if (MM_UNLIKELY(hd->heads[fl][sl] != off))
+        if (MM__VALIDATE && MM_UNLIKELY(hd->heads[fl][sl] != off))
             return false;
         hd->heads[fl][sl] = next;
         if (next == 0) {
@@ -278,13 +316,21 @@ MM__HOT bool mm__list_remove(const struct mm_heap_s *h, size_t off, mmsize_t siz
         }
     } else {
         struct mm__chunk *p = mm__chunk(h, prev);
-        if (MM_UNLIKELY(p->next != off))
+        if (MM__VALIDATE && MM_UNLIKELY(p->next != off))
             return false;
         p->next = next;
     }
     if (next != 0)
         mm__chunk(h, next)->prev = prev;
     return true;
+}
+#endif
+
+/* mm__list_unlink, seen as always succeeding where links are not checked. */
+MM__INLINE bool mm__list_remove(const struct mm_heap_s *h, size_t off, mmsize_t size)
+{
+    bool ok = mm__list_unlink(h, off, size);
+    return !MM__VALIDATE || ok;
 }
 
 /* ---- Shared between heap files ------------------------------------------ */
@@ -298,27 +344,35 @@ void mm__lock_recover(struct mm_heap_s *h);
 
 /* Lock the heap, repairing after a dead owner.  0, or -1 with
  * h->last_error set. */
+MM__HOT_DECL(int mm__lock(struct mm_heap_s *h))
+#if MM__HOT_BODY
 MM__HOT int mm__lock(struct mm_heap_s *h)
 {
     if (MM_UNLIKELY(h->in_use == 0))
         return -1;
     int r = mm_port_lock(&mm__hdr(h)->lock);
     if (MM_UNLIKELY(r != MM_PORT_LOCKED)) {
-        if (r != MM_PORT_LOCKED_OWNER_DIED) {
-            h->last_error = MM_ERR_LOCK;
-            return -1;
+#if MM_CONFIG_MULTIPROCESS
+        if (r == MM_PORT_LOCKED_OWNER_DIED) {
+            mm__lock_recover(h);
+            return 0;
         }
-        mm__lock_recover(h);
+#endif
+        h->last_error = MM_ERR_LOCK;
+        return -1;
     }
     return 0;
 }
+#endif
 
-MM__HOT void mm__leave(struct mm_heap_s *h)
+MM__INLINE void mm__leave(struct mm_heap_s *h)
 {
     mm_port_unlock(&mm__hdr(h)->lock);
 }
 
 /* mm__lock, and refuse a broken heap (unlocked again, MM_ERR_BROKEN). */
+MM__HOT_DECL(int mm__enter(struct mm_heap_s *h))
+#if MM__HOT_BODY
 MM__HOT int mm__enter(struct mm_heap_s *h)
 {
     if (MM_UNLIKELY(mm__lock(h) != 0))
@@ -330,6 +384,7 @@ MM__HOT int mm__enter(struct mm_heap_s *h)
     }
     return 0;
 }
+#endif
 
 /* Under the lock: take a free chunk of at least csize bytes, mark it
  * allocated, split off the rest.  Returns its offset, 0 if none, or
@@ -339,6 +394,13 @@ size_t mm__alloc_chunk(struct mm_heap_s *h, mmsize_t csize, bool *retry);
 /* Under the lock: free the allocated chunk at off (already validated),
  * coalescing with free neighbours.  MM__DONE or MM__RETRY. */
 int mm__free_chunk(struct mm_heap_s *h, size_t off);
+
+/* Whether an internal operation's result (MM__DONE or MM__RETRY) asks for a
+ * repair; never where nothing is validated (the operation still runs). */
+MM__INLINE bool mm__needs_repair(int result)
+{
+    return MM__VALIDATE && result != MM__DONE;
+}
 
 /* Split the allocated chunk at off (of size size) to keep csize bytes,
  * freeing the tail if it can hold a chunk. */
@@ -366,20 +428,26 @@ bool mm__failed(struct mm_heap_s *h, bool retried);
 size_t mm__user_chunk(const struct mm_heap_s *h, const void *mem, int *why);
 
 /* Region bounds, checked against the handle's limit; false if corrupted. */
+MM__HOT_DECL(bool mm__region_bounds(const struct mm_heap_s *h, unsigned i, size_t *start,
+                                    size_t *end))
+#if MM__HOT_BODY
 MM__HOT bool mm__region_bounds(const struct mm_heap_s *h, unsigned i, size_t *start, size_t *end)
 {
     const struct mm__region *r = &mm__hdr(h)->region[i];
     size_t s = r->start, e = r->end;
-    if (MM_UNLIKELY(s < sizeof(struct mm__header) || e < s || e > h->limit - MM__HDR ||
-                    ((s | e) & (MM__ALIGN - 1u)) != 0))
+    if (MM__VALIDATE && MM_UNLIKELY(s < sizeof(struct mm__header) || e < s ||
+                                    e > h->limit - MM__HDR || ((s | e) & (MM__ALIGN - 1u)) != 0))
         return false;
     *start = s;
     *end = e;
     return true;
 }
+#endif
 
 /* Index of the region that holds chunk offset off (its bounds in *start,
  * *end), or -1. */
+MM__HOT_DECL(int mm__region_of(const struct mm_heap_s *h, size_t off, size_t *start, size_t *end))
+#if MM__HOT_BODY
 MM__HOT int mm__region_of(const struct mm_heap_s *h, size_t off, size_t *start, size_t *end)
 {
     uint32_t n = mm__hdr(h)->nregions;
@@ -390,6 +458,7 @@ MM__HOT int mm__region_of(const struct mm_heap_s *h, size_t off, size_t *start, 
             return (int)i;
     return -1;
 }
+#endif
 
 /* Rebuild every free list from the chunk chains (heap_recover.c).  Marks
  * the heap broken and returns false if a chain is broken.  crashed: the

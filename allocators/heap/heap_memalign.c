@@ -37,7 +37,7 @@ static void *mm__memalign_once(struct mm_heap_s *h, size_t alignment, size_t siz
         mm__chunk(h, off + total)->prev_size = (mmsize_t)(total - gap);
         MM__CRASH_POINT(9);
         mm__chunk(h, off)->size = (mmsize_t)(gap | MM__ALLOC_BIT); /* publishes */
-        if (mm__free_chunk(h, off) != MM__DONE) {
+        if (mm__needs_repair(mm__free_chunk(h, off))) {
             mm__chunk(h, off)->size = (mmsize_t)gap;
             if (mm__rebuild(h, false))
                 hd->stats.repairs++;

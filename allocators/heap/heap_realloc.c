@@ -62,7 +62,7 @@ static size_t mm__resize(struct mm_heap_s *h, size_t off, mmsize_t csize, bool *
     mmsize_t nsize = 0, psize = 0;
     if (!mm__is_alloc(n)) {
         nsize = mm__size_of(n);
-        if (nsize < MM__MINCHUNK || nsize > h->limit - MM__HDR - (off + size)) {
+        if (MM__VALIDATE && (nsize < MM__MINCHUNK || nsize > h->limit - MM__HDR - (off + size))) {
             *retry = true;
             return 0;
         }
@@ -94,7 +94,7 @@ static size_t mm__resize(struct mm_heap_s *h, size_t off, mmsize_t csize, bool *
     memcpy(h->base + noff + MM__USER_OFFSET, h->base + off + MM__USER_OFFSET,
            mm__usable_size(h, off));
     (void)mm__debug_on_free(h, off); /* fill; the guard was checked already */
-    if (mm__free_chunk(h, off) != MM__DONE) {
+    if (mm__needs_repair(mm__free_chunk(h, off))) {
         /* The new block is ours and allocated in the chain; the old one is
          * still allocated too.  Rebuild the lists and free it again. */
         if (mm__rebuild(h, false))
@@ -125,7 +125,7 @@ static void *mm__realloc_once(struct mm_heap_s *h, void *oldmem, size_t size, mm
     for (int attempt = 0; attempt < 2; attempt++) {
         bool retry = false;
         noff = mm__resize(h, off, csize, &retry);
-        if (!retry)
+        if (!MM__VALIDATE || !retry)
             break;
         if (!mm__rebuild(h, false))
             break;

@@ -96,6 +96,7 @@ static int iob__chan_use(struct iob_pool_s *h, int id, uint32_t role, struct iob
     return 0;
 }
 
+#if MM_CONFIG_MULTIPROCESS
 void iob__chan_repair_send(struct iob_pool_s *h, uint32_t id)
 {
     struct iob__chan *c = &h->chan[id];
@@ -124,6 +125,7 @@ void iob__chan_repair_recv(struct iob_pool_s *h, uint32_t id)
         iob__wake(&c->head, &c->send_mask);
     }
 }
+#endif
 
 /* Lock one side of a multi channel, repairing after a holder that died. */
 static int iob__chan_lock(struct iob_pool_s *h, uint32_t id, bool send)
@@ -131,6 +133,7 @@ static int iob__chan_lock(struct iob_pool_s *h, uint32_t id, bool send)
     struct iob__chan *c = &h->chan[id];
     mm_port_lock_t *lk = send ? &c->send_lock.lock : &c->recv_lock.lock;
     int r = mm_port_lock(lk);
+#if MM_CONFIG_MULTIPROCESS
     if (r == MM_PORT_LOCKED_OWNER_DIED) {
         if (send)
             iob__chan_repair_send(h, id);
@@ -139,6 +142,7 @@ static int iob__chan_lock(struct iob_pool_s *h, uint32_t id, bool send)
         mm_port_lock_mark_consistent(lk);
         return 0;
     }
+#endif
     return r < 0 ? iob__fail(h, -MM_EUCLEAN) : 0;
 }
 

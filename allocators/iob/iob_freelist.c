@@ -48,6 +48,7 @@ static int32_t iob__remaining(uint64_t deadline)
     return left > 0x7fffffffu ? 0x7fffffff : (int32_t)left;
 }
 
+#if MM_CONFIG_MULTIPROCESS
 /* Claim a sleeper slot (owner first, bit after); -1 if all are taken. */
 static int iob__sleeper_in(uint32_t *mask, struct iob__sleepers *sl, uint32_t me)
 {
@@ -76,6 +77,21 @@ void iob__sleepers_reclaim(uint32_t *mask, struct iob__sleepers *sl, uint32_t ow
         if (mm_port_load32(&sl->owner[i]) == owner)
             iob__sleeper_out(mask, sl, (int)i);
 }
+#else
+/* One program: the mask counts sleepers; nobody dies asleep. */
+static int iob__sleeper_in(uint32_t *mask, struct iob__sleepers *sl, uint32_t me)
+{
+    (void)sl, (void)me;
+    (void)mm_port_fetch_add32(mask, 1u);
+    return 0;
+}
+
+static void iob__sleeper_out(uint32_t *mask, struct iob__sleepers *sl, int i)
+{
+    (void)sl, (void)i;
+    (void)mm_port_fetch_add32(mask, UINT32_MAX); /* minus one */
+}
+#endif
 
 /* Without a slot nobody knows we sleep: poll in short sleeps. */
 #define IOB__POLL_MS 2
@@ -102,6 +118,7 @@ int iob__sleep(uint32_t *word, uint32_t expected, uint32_t *mask, struct iob__sl
 
 /* ---- The lock-free stack --------------------------------------------------- */
 
+#if MM_CONFIG_MULTIPROCESS
 static void iob__note_low(struct iob_pool_s *h, uint32_t n)
 {
     uint32_t *low = &h->hdr->stats.lowest_free;
@@ -234,6 +251,57 @@ IOB__HOT int iob__push(struct iob_pool_s *h, const struct iob__list *l, uint32_t
     return 0;
 }
 
+#else /* !MM_CONFIG_MULTIPROCESS */
+
+/* One program: a pop and a push are a few stores under the list's lock,
+ * and nobody can die between taking a buffer and recording its owner. */
+IOB__HOT int iob__pop(struct iob_pool_s *h, const struct iob__list *l, uint32_t me,
+                      uint32_t reserve, uint32_t *out)
+{
+    (void)h;
+    struct iob__stack *stk = l->st;
+    mm_port_lock(&stk->lock);
+    uint64_t w = stk->head[0];
+    uint32_t b = iob__h_idx(w), n = iob__h_nfree(w);
+    if (n <= reserve) {
+        mm_port_unlock(&stk->lock);
+        return -MM_EAGAIN;
+    }
+    struct iob__slot *s = iob__slot(l, b);
+    w = ((w & ~(uint64_t)IOB__IDX_MASK) - IOB__H_NFREE_ONE + IOB__H_POP_ONE) | s->free_next;
+    stk->head[0] = w;
+    s->state = iob__st_make(IOB__OWNED, me, iob__h_pops(w));
+    if (l->buffers && n - 1u < *l->lowest)
+        *l->lowest = n - 1u;
+    mm_port_unlock(&stk->lock);
+    *out = b;
+    return 0;
+}
+
+/* Wake whoever sleeps on the list (after a push or a thaw). */
+static void iob__wake_list(struct iob__stack *stk)
+{
+    if (MM_UNLIKELY(mm_port_load32_sc(&stk->sleepmask) != 0)) {
+        (void)mm_port_fetch_add32(&stk->seq, 1u);
+        mm_port_wake(&stk->seq, UINT32_MAX);
+    }
+}
+
+IOB__HOT int iob__push(struct iob_pool_s *h, const struct iob__list *l, uint32_t first,
+                       uint32_t last, uint32_t k)
+{
+    (void)h;
+    struct iob__stack *stk = l->st;
+    mm_port_lock(&stk->lock);
+    uint64_t w = stk->head[0];
+    iob__slot(l, last)->free_next = iob__h_idx(w);
+    stk->head[0] = ((w & ~(uint64_t)IOB__IDX_MASK) + (uint64_t)k * IOB__H_NFREE_ONE) | first;
+    mm_port_unlock(&stk->lock);
+    iob__wake_list(stk);
+    return 0;
+}
+#endif
+
 /* Spin, then sleep until the list may hold more than `reserve` or the
  * deadline passes.  0: look again. */
 static int iob__wait_free(struct iob_pool_s *h, const struct iob__list *l, uint32_t me,
@@ -302,6 +370,8 @@ int iob__give(struct iob_pool_s *h, const struct iob__list *l, uint32_t first, u
 
 /* ---- Freezing, for reclaim and check ----------------------------------- */
 
+#if MM_CONFIG_MULTIPROCESS
+
 int iob__freeze(struct iob_pool_s *h, const struct iob__list *l, uint32_t *top, uint32_t *nfree)
 {
     struct iob__stack *stk = l->st;
@@ -344,6 +414,28 @@ void iob__thaw(struct iob_pool_s *h, const struct iob__list *l, uint32_t top, ui
     }
 }
 
+#else
+/* The list's lock held from freeze to thaw: pops and pushes wait. */
+int iob__freeze(struct iob_pool_s *h, const struct iob__list *l, uint32_t *top, uint32_t *nfree)
+{
+    (void)h;
+    mm_port_lock(&l->st->lock);
+    uint64_t w = l->st->head[0];
+    *top = iob__h_idx(w);
+    *nfree = iob__h_nfree(w);
+    return 0;
+}
+
+void iob__thaw(struct iob_pool_s *h, const struct iob__list *l, uint32_t top, uint32_t nfree)
+{
+    (void)h;
+    struct iob__stack *stk = l->st;
+    stk->head[0] = iob__h_make(top, nfree, iob__h_pops(stk->head[0]));
+    mm_port_unlock(&stk->lock);
+    iob__wake_list(stk);
+}
+#endif
+
 /* ---- Buffers ---------------------------------------------------------------- */
 
 IOB__HOT int iob__alloc_inline(struct iob_pool_s *h, uint32_t me, bool throttled, uint64_t deadline,
@@ -378,8 +470,13 @@ IOB__HOT struct iob_s *iob__alloc(struct iob_pool_s *h, bool throttled, uint64_t
         return NULL;
     struct iob__desc *descs = h->desc;
     uint32_t b = 0; /* set on success; avr-gcc 5 cannot tell */
+#if defined(__OPTIMIZE_SIZE__)
+    if (iob__alloc_idx(h, iob__me(h), throttled, deadline, &b) < 0) /* one copy under -Os */
+        return NULL;
+#else
     if (iob__alloc_inline(h, iob__me(h), throttled, deadline, &b) < 0)
         return NULL;
+#endif
     return (struct iob_s *)(void *)&descs[b];
 }
 
@@ -460,6 +557,14 @@ struct iob_s *iob_free(struct iob_pool_s *h, struct iob_s *iob)
     if (MM_UNLIKELY(!iob__index(h, iob, &b)))
         return iob__refuse(h, -MM_EINVAL);
     uint32_t me = iob__me(h);
+#if defined(__OPTIMIZE_SIZE__)
+    /* -Os: the shared slow path (a call more, half the code). */
+    uint64_t st = mm_port_load64(&iob__desc(h, b)->s.state);
+    if (MM_UNLIKELY(iob__st_kind(st) != IOB__OWNED || iob__st_owner(st) != me))
+        return iob__refuse(h, -MM_EPERM);
+    uint32_t nx = iob__free_head(h, b, st, me);
+    return nx == IOB__NIL ? NULL : iob__ptr(h, nx);
+#else
     struct iob__list l = iob__bufs(h); /* before the stores: see iob__pop */
     struct iob__desc *d = (struct iob__desc *)(void *)iob__slot(&l, b);
     uint64_t st = mm_port_load64(&d->s.state);
@@ -478,6 +583,7 @@ struct iob_s *iob_free(struct iob_pool_s *h, struct iob_s *iob)
     IOB__CRASH(IOB_CRASH_FREE_STATE);
     (void)iob__push(h, &l, b, b, 1);
     return next;
+#endif
 }
 
 void iob__free_chain_at(struct iob_pool_s *h, uint32_t b, uint64_t st, uint32_t me)
@@ -505,14 +611,12 @@ void iob_free_chain(struct iob_pool_s *h, struct iob_s *iob)
         return;
     uint32_t b, me = iob__me(h);
     if (!iob__index(h, iob, &b)) {
-        iob__count(&h->hdr->stats.misuse);
-        h->error = -MM_EINVAL;
+        (void)iob__refuse(h, -MM_EINVAL);
         return;
     }
     uint64_t st = mm_port_load64(&iob__desc(h, b)->s.state);
     if (iob__st_kind(st) != IOB__OWNED || iob__st_owner(st) != me) {
-        iob__count(&h->hdr->stats.misuse);
-        h->error = -MM_EPERM;
+        (void)iob__refuse(h, -MM_EPERM);
         return;
     }
     iob__free_chain_at(h, b, st, me);

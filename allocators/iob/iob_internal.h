@@ -120,6 +120,11 @@ _Static_assert(IOB_CONFIG_CHANNEL_DEPTH >= 1 && IOB_CONFIG_CHANNEL_DEPTH <= 6553
 
 #define IOB__LINE 64u
 
+/* Whether what the pool's memory says (links, lengths, offsets) is checked
+ * before use: where other processes share it.  A microcontroller's pool
+ * trusts its own memory; iob_pool_check still finds corruption. */
+#define IOB__VALIDATE MM_CONFIG_MULTIPROCESS
+
 /* ---- Free-list head ------------------------------------------------------ */
 
 #define IOB__IDX_MASK    0xfffffu
@@ -265,7 +270,14 @@ struct iob__stack {
     uint32_t frozen_top; /* top of the list while frozen (admin lock) */
     uint32_t sleepmask;  /* allocators asleep on seq (bits of `sleepers`) */
     uint32_t seq;        /* futex word: bumped when a push finds sleepers */
+#if MM_CONFIG_MULTIPROCESS
     uint8_t pad[IOB__LINE - 28];
+#else
+    /* A microcontroller's list is a plain stack under this lock: one
+     * program, nobody dies holding a buffer half taken. */
+    mm_port_lock_t lock;
+    uint8_t pad[IOB__LINE - 28 - sizeof(mm_port_lock_t)];
+#endif
 };
 _Static_assert(sizeof(struct iob__stack) == IOB__LINE, "free list head on one line");
 
@@ -442,7 +454,7 @@ IOB__HOT bool iob__extent(const struct iob_pool_s *h, const struct iob__desc *d,
                           uint32_t *len)
 {
     uint32_t o = d->offset, l = d->len;
-    if (MM_UNLIKELY(o > h->bufsize || l > h->bufsize - o))
+    if (IOB__VALIDATE && MM_UNLIKELY(o > h->bufsize || l > h->bufsize - o))
         return false;
     *off = o;
     *len = l;
@@ -545,7 +557,9 @@ static inline void iob__wake(uint32_t *word, const uint32_t *mask)
 }
 
 /* Reclaim: clear the sleeper slots a dead owner left. */
+#if MM_CONFIG_MULTIPROCESS
 void iob__sleepers_reclaim(uint32_t *mask, struct iob__sleepers *sl, uint32_t owner);
+#endif
 
 /* ---- Chains (iob_chain.c) ---------------------------------------------- */
 
@@ -558,8 +572,8 @@ IOB__HOT bool iob__follow(const struct iob_pool_s *h, uint32_t i, uint32_t *next
         *next = IOB__NIL;
         return true;
     }
-    if (MM_UNLIKELY(nx >= h->count ||
-                    iob__st_kind(mm_port_load64(&h->desc[nx].s.state)) != IOB__LINKED))
+    if (IOB__VALIDATE && MM_UNLIKELY(nx >= h->count || iob__st_kind(mm_port_load64(
+                                                           &h->desc[nx].s.state)) != IOB__LINKED))
         return false;
     *next = nx;
     return true;
@@ -572,14 +586,18 @@ IOB__HOT bool iob__follow(const struct iob_pool_s *h, uint32_t i, uint32_t *next
 int iob__admin_lock(struct iob_pool_s *h);
 void iob__admin_unlock(struct iob_pool_s *h);
 
+#if MM_CONFIG_MULTIPROCESS
 /* A pop or push met a frozen list: wait for the reclaim to end. */
 int iob__wait_thaw(struct iob_pool_s *h);
+#endif
 
 /* ---- Channels (iob_channel.c) ------------------------------------------ */
 
 /* Complete a send or a receive that a dead process left half done. */
+#if MM_CONFIG_MULTIPROCESS
 void iob__chan_repair_send(struct iob_pool_s *h, uint32_t id);
 void iob__chan_repair_recv(struct iob_pool_s *h, uint32_t id);
+#endif
 
 /* ---- Statistics ---------------------------------------------------------- */
 

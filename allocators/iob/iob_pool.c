@@ -112,6 +112,10 @@ struct iob_pool_s *iob_pool_initialize(void *start, size_t size, size_t bufsize,
         iob_pool_detach(h);
         return NULL;
     }
+#if !MM_CONFIG_MULTIPROCESS
+    (void)mm_port_lock_init(&hd->bufs.lock); /* the app and none ports cannot fail */
+    (void)mm_port_lock_init(&hd->qents.lock);
+#endif
     hd->version = IOB__VERSION;
     hd->header_size = (uint16_t)sizeof(*hd);
     hd->port = MM_CONFIG_PORT;
@@ -151,6 +155,7 @@ struct iob_pool_s *iob_pool_initialize(void *start, size_t size, size_t bufsize,
     return h;
 }
 
+#if MM_CONFIG_MULTIPROCESS
 struct iob_pool_s *iob_pool_attach(void *start, size_t size)
 {
     if (start == NULL || ((uintptr_t)start & (IOB_POOL_ALIGN - 1u)) != 0 ||
@@ -169,6 +174,7 @@ struct iob_pool_s *iob_pool_attach(void *start, size_t size)
         return NULL;
     return iob__handle_claim(start, size, &lo, bufsize, count, throttle);
 }
+#endif
 
 /* ---- Handle settings ------------------------------------------------------ */
 

@@ -22,6 +22,7 @@
 
 /* ---- Admin lock --------------------------------------------------------------- */
 
+#if MM_CONFIG_MULTIPROCESS
 static int iob__reclaim_locked(struct iob_pool_s *h, uint32_t owner);
 
 /* Thaw a list a dead holder left frozen, as it was. */
@@ -79,6 +80,19 @@ int iob__wait_thaw(struct iob_pool_s *h)
     return 0;
 }
 
+#else
+/* One program: no holder dies, no list is left frozen. */
+int iob__admin_lock(struct iob_pool_s *h)
+{
+    return mm_port_lock(&h->hdr->admin.lock) < 0 ? iob__fail(h, -MM_EUCLEAN) : 0;
+}
+
+void iob__admin_unlock(struct iob_pool_s *h)
+{
+    mm_port_unlock(&h->hdr->admin.lock);
+}
+#endif
+
 /* ---- Walking ----------------------------------------------------------------------- */
 
 static uint32_t iob__next_epoch(struct iob_pool_s *h)
@@ -113,6 +127,7 @@ static int iob__mark_list(const struct iob__list *l, uint32_t top, uint32_t nfre
     return k == nfree ? 0 : -MM_EUCLEAN;
 }
 
+#if MM_CONFIG_MULTIPROCESS /* reclaim: what a dead process held */
 /* A batch of slots to push, linked through free_next. */
 struct iob__batch {
     uint32_t first, last, n;
@@ -272,6 +287,7 @@ int iob_pool_reclaim(struct iob_pool_s *h, uint32_t owner)
     iob__admin_unlock(h);
     return r;
 }
+#endif
 
 /* ---- Checking ------------------------------------------------------------------------- */
 
@@ -393,6 +409,7 @@ int iob_pool_check(struct iob_pool_s *h, struct iob_census_s *census)
     return (int)cs.problems;
 }
 
+#if MM_CONFIG_MULTIPROCESS
 uint32_t iob_pool_owned(struct iob_pool_s *h, uint32_t owner, uint32_t *nqentries)
 {
     uint32_t n = 0, nq = 0;
@@ -419,6 +436,7 @@ uint32_t iob_pool_owned(struct iob_pool_s *h, uint32_t owner, uint32_t *nqentrie
         *nqentries = nq;
     return n;
 }
+#endif
 
 uint32_t iob_pool_walk(struct iob_pool_s *h, iob_walk_fn fn, void *arg)
 {

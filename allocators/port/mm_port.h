@@ -25,17 +25,8 @@
 #include "mm/mm_config.h"
 #include "mm/mm_errno.h"
 
-#define MM_PORT_HOST 1
-#define MM_PORT_APP  2
-#define MM_PORT_NONE 3
-
-#ifndef MM_CONFIG_PORT
-#if defined(__linux__)
-#define MM_CONFIG_PORT MM_PORT_HOST
-#else
-#define MM_CONFIG_PORT MM_PORT_NONE
-#endif
-#endif
+/* MM_PORT_HOST, MM_PORT_APP, MM_PORT_NONE and the default MM_CONFIG_PORT
+ * are in mm_config.h. */
 
 #if MM_CONFIG_PORT == MM_PORT_HOST
 #include "port_host.h"

@@ -104,7 +104,9 @@ static void th_close(struct th *t, bool expect_clean)
 
 /* ---- Creating, attaching, releasing ------------------------------------ */
 
-#ifndef TU_RAM_TINY /* two heaps at once: more than AVR's RAM */
+/* Handles, mm_attach: where processes share heaps (MM_CONFIG_MULTIPROCESS);
+ * on a microcontroller the handle is the heap itself. */
+#if MM_CONFIG_MULTIPROCESS && !defined(TU_RAM_TINY) /* two heaps: more than AVR's RAM */
 /* First in the list: it counts every handle this process can hold, so no
  * other test may hold one. */
 static void test_handles_exhaust_and_release(void)
@@ -169,8 +171,10 @@ static void test_initialize_bad_args(void)
     CU_ASSERT_PTR_NULL(mm_initialize("x", mem, (size_t)MM_MAX_HEAPSIZE + 4096));
 #endif
 #endif
+#if MM_CONFIG_MULTIPROCESS
     /* None of those may have left a heap behind. */
     CU_ASSERT_PTR_NULL(mm_attach(mem, HW_HEAP_SIZE));
+#endif
     /* A name longer than 31 bytes is truncated, not refused; NULL is fine. */
     struct mm_heap_s *h =
         mm_initialize("a-name-much-longer-than-thirty-one-bytes", mem, HW_HEAP_SIZE);
@@ -297,7 +301,7 @@ static void test_initialize_model_limit(void)
 }
 #endif
 
-#ifndef TU_RAM_TINY /* two heaps at once: more than AVR's RAM */
+#if MM_CONFIG_MULTIPROCESS && !defined(TU_RAM_TINY) /* two heaps: more than AVR's RAM */
 static void test_attach(void)
 {
     struct th t;
@@ -348,6 +352,7 @@ static void test_attach(void)
 }
 #endif
 
+#if MM_CONFIG_MULTIPROCESS
 static void test_attach_garbage(void)
 {
     uint8_t *mem = map_mem(HW_HEAP_SIZE);
@@ -389,10 +394,13 @@ static void test_attach_garbage(void)
     unmap_mem(mem, HW_HEAP_SIZE);
 }
 
+#endif
+
 static void test_uninitialize(void)
 {
     struct th t;
     th_open(&t, HW_HEAP_SIZE);
+#if MM_CONFIG_MULTIPROCESS
     struct mm_heap_s *h2 = mm_attach(t.mem, t.size);
     CU_ASSERT_PTR_NOT_NULL_FATAL(h2);
     void *p = mm_malloc(h2, 10);
@@ -407,6 +415,16 @@ static void test_uninitialize(void)
     CU_ASSERT_EQUAL(mm_malloc_size(h2, p), 0);
     CU_ASSERT(mm_heap_state(h2) != MM_OK);
     mm_detach(h2);
+#else
+    /* The handle (the heap itself) fails from then on, without crashing. */
+    void *p = mm_malloc(t.h, 10);
+    CU_ASSERT_PTR_NOT_NULL(p);
+    mm_uninitialize(t.h);
+    CU_ASSERT_PTR_NULL(mm_malloc(t.h, 10));
+    mm_free(t.h, p);
+    CU_ASSERT_EQUAL(mm_malloc_size(t.h, p), 0);
+    CU_ASSERT(mm_heap_state(t.h) != MM_OK);
+#endif
     /* The memory can hold a new heap. */
     struct mm_heap_s *h = mm_initialize("again", t.mem, t.size);
     CU_ASSERT_PTR_NOT_NULL(h);
@@ -415,6 +433,7 @@ static void test_uninitialize(void)
     unmap_mem(t.mem, t.size);
 }
 
+#if MM_CONFIG_MULTIPROCESS
 /* A failure through one handle is that handle's, not another's. */
 static void test_last_error_per_handle(void)
 {
@@ -434,6 +453,7 @@ static void test_last_error_per_handle(void)
     mm_detach(h2);
     th_close(&t, true);
 }
+#endif
 
 /* ---- Regions ------------------------------------------------------------ */
 
@@ -494,6 +514,7 @@ static void test_addregion_used_when_first_full(void)
     if (q != NULL)
         memset(q, 0x77, mi1.mxordblk - hw_chunk_for(100) - hw_chunk_extra());
     CU_ASSERT_EQUAL(mm_checkcorruption(h), 0);
+#if MM_CONFIG_MULTIPROCESS
     /* Another handle (attach with a mapping covering both) sees it all. */
     struct mm_heap_s *h2 = mm_attach(mem, total);
     CU_ASSERT_PTR_NOT_NULL(h2);
@@ -502,6 +523,7 @@ static void test_addregion_used_when_first_full(void)
     /* ... but a mapping covering only the first region is refused. */
     CU_ASSERT_PTR_NULL(mm_attach(mem, REGION_SIZE));
     mm_detach(h2);
+#endif
 
     for (size_t i = 0; i < n; i++) {
         size_t sz = mm_malloc_size(h, blocks[i]);
@@ -1360,13 +1382,17 @@ static void test_stats_counters(void)
     CU_ASSERT_EQUAL(s1.mallocs, 4);
     CU_ASSERT_EQUAL(s1.frees, 4);
     CU_ASSERT_EQUAL(s1.failures, 1);
+#if MM_CONFIG_MULTIPROCESS
     /* Shared by every handle of the heap. */
     struct mm_heap_s *h2 = mm_attach(t.mem, t.size);
     CU_ASSERT_EQUAL(mm_heap_stats(h2).mallocs, 4);
     mm_free(h2, mm_malloc(h2, 1));
+    mm_detach(h2);
+#else
+    mm_free(t.h, mm_malloc(t.h, 1));
+#endif
     CU_ASSERT_EQUAL(mm_heap_stats(t.h).mallocs, 5);
     CU_ASSERT_EQUAL(mm_heap_stats(t.h).frees, 5);
-    mm_detach(h2);
 
     /* realloc: NULL is a malloc, 0 a free, a move a malloc and a free, in
      * place neither; so mallocs - frees is always the live count. */
@@ -1855,7 +1881,7 @@ static void test_memdump(void)
 int main(void)
 {
     static const struct tu_test tests[] = {
-#ifndef TU_RAM_TINY
+#if MM_CONFIG_MULTIPROCESS && !defined(TU_RAM_TINY)
         TU_TEST(test_handles_exhaust_and_release),
 #endif
         TU_TEST(test_initialize_bad_args),
@@ -1863,12 +1889,16 @@ int main(void)
 #if HAVE_MODEL_LIMIT_TEST
         TU_TEST(test_initialize_model_limit),
 #endif
-#ifndef TU_RAM_TINY
+#if MM_CONFIG_MULTIPROCESS && !defined(TU_RAM_TINY)
         TU_TEST(test_attach),
 #endif
+#if MM_CONFIG_MULTIPROCESS
         TU_TEST(test_attach_garbage),
+#endif
         TU_TEST(test_uninitialize),
+#if MM_CONFIG_MULTIPROCESS
         TU_TEST(test_last_error_per_handle),
+#endif
 #ifndef TU_RAM_TINY
         TU_TEST(test_addregion_used_when_first_full),
 #endif

@@ -112,6 +112,9 @@ static void t_initialize_args(void)
     free(mem);
 }
 
+/* Attach: where processes share pools (MM_CONFIG_MULTIPROCESS); a
+ * microcontroller has no other process to attach. */
+#if MM_CONFIG_MULTIPROCESS
 static void t_attach_validates(void)
 {
     pool_up(BUFSIZE, COUNT, THROTTLE);
@@ -158,6 +161,7 @@ static void t_attach_validates(void)
     g_pool.h = NULL;
     pool_down();
 }
+#endif
 
 #ifndef TU_TARGET /* one mapping of everything on a microcontroller */
 /* The same pool through two mappings at different addresses. */
@@ -761,9 +765,11 @@ static void t_queue(void)
         CU_ASSERT_EQUAL(i % 2 ? iob_add_queue(H, c[i], &q) : iob_tryadd_queue(H, c[i], &q), 0);
     }
     CU_ASSERT_EQUAL(iob_qentry_navail(H), (int)(COUNT - 5u));
+#if MM_CONFIG_MULTIPROCESS
     uint32_t nq;
     CU_ASSERT_EQUAL(iob_pool_owned(H, iob_pool_owner(H), &nq), 5);
     CU_ASSERT_EQUAL(nq, 5);
+#endif
     CU_ASSERT_PTR_EQUAL(iob_peek_queue(H, &q), c[0]);
     for (int i = 0; i < 3; i++) {
         struct iob_s *r = iob_remove_queue(H, &q);
@@ -934,6 +940,7 @@ static void t_channel_misuse(void)
     iob_pool_set_owner(H, 0);
     /* A handle that connected before a destroy and re-create is refused. */
     CU_ASSERT_EQUAL(iob_channel_disconnect(H, id, IOB_CHANNEL_SEND | IOB_CHANNEL_RECV), 0);
+#if MM_CONFIG_MULTIPROCESS
     struct iob_pool_s *h2 = iob_pool_attach(g_pool.mem, g_pool.size);
     CU_ASSERT_EQUAL(iob_channel_connect(h2, id, IOB_CHANNEL_SEND), 0);
     CU_ASSERT_EQUAL(iob_channel_destroy(H, id), 0);
@@ -942,12 +949,16 @@ static void t_channel_misuse(void)
     CU_ASSERT_EQUAL(iob_send(h2, id, c, 0), -MM_ENOENT);
     iob_free(h2, c);
     iob_pool_detach(h2);
+#else
+    CU_ASSERT_EQUAL(iob_channel_destroy(H, id), 0);
+#endif
     ASSERT_ALL_FREE();
     pool_down();
 }
 
 /* ---- Reclaim in one process (other owners played by owner ids) ---------------------- */
 
+#if MM_CONFIG_MULTIPROCESS /* microcontrollers: one program, no dead owner to reclaim */
 static void t_reclaim_owner(void)
 {
     pool_up(BUFSIZE, COUNT, THROTTLE);
@@ -992,6 +1003,7 @@ static void t_reclaim_owner(void)
     ASSERT_ALL_FREE();
     pool_down();
 }
+#endif
 
 /* ---- Walking ---------------------------------------------------------------------- */
 
@@ -1046,6 +1058,7 @@ static void t_corrupt_free_list(void)
 {
     pool_up(BUFSIZE, COUNT, THROTTLE);
     struct iob__header *hd = (struct iob__header *)(void *)g_pool.mem;
+#if MM_CONFIG_MULTIPROCESS /* heads from shared memory are validated, not a microcontroller's */
     uint64_t saved0 = hd->bufs.head[0], saved1 = hd->bufs.head[1];
     /* Top index beyond the pool. */
     hd->bufs.head[0] = iob__h_make(COUNT + 3u, 5, 9);
@@ -1061,6 +1074,7 @@ static void t_corrupt_free_list(void)
     CU_ASSERT_PTR_NULL(iob_tryalloc(H, false));
     CU_ASSERT_EQUAL(iob_pool_error(H), -MM_EUCLEAN);
     hd->bufs.head[1] = saved1;
+#endif
     /* A cycle in the free list: allocation may hand out garbage order, but
      * check and reclaim see it and refuse. */
     struct iob__desc *d = (struct iob__desc *)(void *)(g_pool.mem + hd->desc_off);
@@ -1068,7 +1082,9 @@ static void t_corrupt_free_list(void)
     d[5].s.free_next = 2;
     struct iob_census_s cs;
     CU_ASSERT(iob_pool_check(H, &cs) > 0);
+#if MM_CONFIG_MULTIPROCESS
     CU_ASSERT_EQUAL(iob_pool_reclaim(H, 12345), -MM_EUCLEAN);
+#endif
     d[5].s.free_next = COUNT + 100u;
     CU_ASSERT(iob_pool_check(H, &cs) > 0);
     d[5].s.free_next = saved_next;
@@ -1076,6 +1092,9 @@ static void t_corrupt_free_list(void)
     pool_down();
 }
 
+/* Links and lengths are checked where processes share the pool
+ * (IOB__VALIDATE); a microcontroller trusts its own memory. */
+#if IOB__VALIDATE
 static void t_corrupt_chain(void)
 {
     pool_up(BUFSIZE, COUNT, THROTTLE);
@@ -1098,7 +1117,12 @@ static void t_corrupt_chain(void)
     CU_ASSERT(r == -MM_EUCLEAN || (r >= 0 && r <= (int)sizeof(out)));
     CU_ASSERT_PTR_NULL(iob_trimtail(H, c, 1));
     CU_ASSERT_EQUAL(iob_pool_error(H), -MM_EUCLEAN);
+#if MM_CONFIG_MULTIPROCESS
     CU_ASSERT_EQUAL(iob_concat(H, c, iob_tryalloc(H, false)), -MM_EUCLEAN);
+#else
+    struct iob_s *stray = iob_tryalloc(H, false);
+    CU_ASSERT_EQUAL(iob_concat(H, c, stray), -MM_EUCLEAN);
+#endif
     struct iob_census_s cs;
     CU_ASSERT(iob_pool_check(H, &cs) > 0);
     d2->next = saved2;
@@ -1118,10 +1142,15 @@ static void t_corrupt_chain(void)
     CU_ASSERT(iw_chain_is(H, c, g_data, 4 * BUFSIZE));
     iob_free_chain(H, c);
     /* The stray empty buffer concat allocated before failing. */
+#if MM_CONFIG_MULTIPROCESS
     CU_ASSERT_EQUAL(iob_pool_reclaim(H, iob_pool_owner(H)), 1);
+#else
+    iob_free(H, stray);
+#endif
     ASSERT_ALL_FREE();
     pool_down();
 }
+#endif
 
 static void t_corrupt_channel(void)
 {
@@ -1274,7 +1303,9 @@ int main(void)
     static const struct tu_test tests[] = {
         TU_TEST(t_pool_size),
         TU_TEST(t_initialize_args),
+#if MM_CONFIG_MULTIPROCESS
         TU_TEST(t_attach_validates),
+#endif
 #ifndef TU_TARGET
         TU_TEST(t_position_independence),
 #endif
@@ -1302,10 +1333,14 @@ int main(void)
         TU_TEST(t_channel_admin),
         TU_TEST(t_channel_send_receive),
         TU_TEST(t_channel_misuse),
+#if MM_CONFIG_MULTIPROCESS
         TU_TEST(t_reclaim_owner),
+#endif
         TU_TEST(t_walk),
         TU_TEST(t_corrupt_free_list),
+#if IOB__VALIDATE
         TU_TEST(t_corrupt_chain),
+#endif
         TU_TEST(t_corrupt_channel),
         TU_TEST(t_random_model),
         TU_END,

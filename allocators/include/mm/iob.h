@@ -174,7 +174,9 @@ struct iob_pool_s *iob_pool_initialize(void *start, size_t size, size_t bufsize,
  * Returns a handle, or NULL if the memory holds no such pool or no handle is
  * left.  O(1), no lock.
  */
+#if MM_CONFIG_MULTIPROCESS /* microcontrollers: one program, nobody to attach or reclaim */
 struct iob_pool_s *iob_pool_attach(void *start, size_t size);
+#endif
 
 /* Release a handle; the pool lives on.  No call may be running on it. */
 void iob_pool_detach(struct iob_pool_s *pool);
@@ -220,7 +222,9 @@ struct iob_stats_s iob_pool_stats(struct iob_pool_s *pool);
  * Returns the number of buffers returned, or -MM_EINVAL (owner 0),
  * -MM_EUCLEAN (the free list is corrupted: nothing changed) or a lock error.
  */
+#if MM_CONFIG_MULTIPROCESS /* microcontrollers: one program, nobody to attach or reclaim */
 int iob_pool_reclaim(struct iob_pool_s *pool, uint32_t owner);
+#endif
 
 /*
  * Walk everything: the free lists (frozen meanwhile, as reclaim does),
@@ -236,7 +240,9 @@ int iob_pool_check(struct iob_pool_s *pool, struct iob_census_s *census);
 /* Buffers in chains whose head owner holds, and (if nqentries is not NULL)
  * its queue entries.  Reads without a lock; exact while owner is idle.
  * O(count). */
+#if MM_CONFIG_MULTIPROCESS /* microcontrollers: one program, nobody to attach or reclaim */
 uint32_t iob_pool_owned(struct iob_pool_s *pool, uint32_t owner, uint32_t *nqentries);
+#endif
 
 /* One chain, as iob_pool_walk reports it. */
 struct iob_chain_info {

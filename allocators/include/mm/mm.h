@@ -113,9 +113,13 @@ struct mm_heap_s *mm_initialize(const char *name, void *heapstart, size_t heapsi
  * Returns a handle, or NULL if the memory holds no valid heap of that size or
  * no handle is left.  Takes no lock.
  */
+#if MM_CONFIG_MULTIPROCESS
 struct mm_heap_s *mm_attach(void *heapstart, size_t heapsize);
+#endif
 
-/* Release a handle from mm_initialize or mm_attach; the heap lives on. */
+/* Release a handle from mm_initialize or mm_attach; the heap lives on.
+ * Without MM_CONFIG_MULTIPROCESS (microcontrollers) the handle is the heap
+ * itself and there is no mm_attach: this does nothing. */
 void mm_detach(struct mm_heap_s *heap);
 
 /*

@@ -12,6 +12,41 @@
 
 #include <stdint.h>
 
+/* The port layer (port/mm_port.h): Linux host, a lock the application
+ * supplies, or a single thread.  Defined here so that the switches below can
+ * depend on it. */
+#define MM_PORT_HOST 1
+#define MM_PORT_APP  2
+#define MM_PORT_NONE 3
+
+#ifndef MM_CONFIG_PORT
+#if defined(__linux__)
+#define MM_CONFIG_PORT MM_PORT_HOST
+#else
+#define MM_CONFIG_PORT MM_PORT_NONE
+#endif
+#endif
+
+/* Several processes share the allocators' memory: heap handles per process
+ * (mm_attach, mm_detach), repair of the free lists after a lock owner died
+ * or after they were found corrupted, validation of every offset read from
+ * the memory, owner ids and reclaim, and in IOB pools the lock-free free
+ * list, per-buffer ownership, census and reclaim, and channel sleepers.
+ * A microcontroller (ports app and none: one address space, no processes)
+ * builds without all that: its heap handle is the heap itself, and a
+ * corrupted free list marks the heap broken instead of being rebuilt. */
+#ifndef MM_CONFIG_MULTIPROCESS
+#if MM_CONFIG_PORT == MM_PORT_HOST
+#define MM_CONFIG_MULTIPROCESS 1
+#else
+#define MM_CONFIG_MULTIPROCESS 0
+#endif
+#endif
+#if MM_CONFIG_PORT == MM_PORT_HOST && !MM_CONFIG_MULTIPROCESS
+/* untested, and the per-thread cache relies on handles being released */
+#error "the host port is built with MM_CONFIG_MULTIPROCESS 1"
+#endif
+
 /* Memory model.  The small model keeps 16-bit sizes and offsets: heaps up to
  * 64 KiB, 4 bytes of overhead and 4-byte alignment per allocation.  The large
  * model keeps 32-bit ones: heaps up to 4 GiB, 8 bytes and 8-byte alignment.
