@@ -100,6 +100,7 @@ static const char g_req_stats[] =
 struct cfg {
     bool quick;
     bool pin;
+    bool same_cpu; /* client and server pinned to one CPU */
     unsigned rounds;
     uint32_t pairs;      /* attach+detach pairs per mode and round */
     uint32_t warmup;     /* pairs before those, not recorded */
@@ -964,14 +965,16 @@ static void emit_floors(void)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: bench_daemon [--quick] [--rounds N] [--no-pin]\n"
+            "usage: bench_daemon [--quick] [--rounds N] [--no-pin | --same-cpu]\n"
             "  Starts its own mmsrvd ($MMSRVD, else %s) and prints one\n"
             "  JSON document on stdout: attach+detach beside socket baselines, %u\n"
             "  concurrent clients beside an epoll echo server, and the daemon's memory\n"
             "  with %u clients connected; and the floors of issue 5.\n"
             "  --quick     smoke run, a few seconds\n"
             "  --rounds N  rounds per measurement (1..%d; default 5, quick 2)\n"
-            "  --no-pin    do not pin the client side and the server to two CPUs\n",
+            "  --no-pin    do not pin the client side and the server to two CPUs\n"
+            "  --same-cpu  pin both to one CPU: each hop is a context switch, not a\n"
+            "              wake-up of the other CPU (costly on virtual machines)\n",
             MMSRVD_PATH, CONC_CLIENTS, MANY_CLIENTS, MAX_ROUNDS);
 }
 
@@ -984,6 +987,8 @@ int main(int argc, char **argv)
         if (r == BU_OPT_OTHER) {
             if (strcmp(argv[i], "--no-pin") == 0)
                 cfg.pin = false;
+            else if (strcmp(argv[i], "--same-cpu") == 0)
+                cfg.same_cpu = true;
             else
                 r = BU_OPT_BAD;
         }
@@ -1006,9 +1011,13 @@ int main(int argc, char **argv)
     int cpus[2];
     int ncpu = bu_cpus(cpus, 2);
     cfg.cpu_client = ncpu > 0 ? cpus[0] : -1;
-    cfg.cpu_server = ncpu > 1 ? cpus[1] : cfg.cpu_client;
-    if (ncpu < 2)
+    cfg.cpu_server = ncpu > 1 && !cfg.same_cpu ? cpus[1] : cfg.cpu_client;
+    if (ncpu < 2 && !cfg.same_cpu)
         cfg.pin = false;
+    if (cfg.same_cpu && !cfg.pin) {
+        fprintf(stderr, "bench_daemon: --same-cpu and --no-pin exclude each other\n");
+        return 2;
+    }
     signal(SIGPIPE, SIG_IGN);
     raise_nofile(); /* before the daemon starts: it inherits the limit */
     if (getenv("MMSRVD") == NULL)
@@ -1063,6 +1072,7 @@ int main(int argc, char **argv)
     bu_emit_machine();
     js_open("cpus");
     js_bool("pinned", cfg.pin);
+    js_bool("same_cpu", cfg.same_cpu);
     js_int("client", cfg.cpu_client);
     js_int("server", cfg.cpu_server);
     js_bool("daemon_pinned", daemon_pinned);

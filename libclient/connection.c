@@ -324,26 +324,21 @@ static int receive_some(struct mmsrv_client *c, int *fds, size_t *nfds, size_t c
 }
 
 /*
- * Before a call: take in whatever the daemon sent unasked (a closed
- * connection, or messages no call of ours asked for) and drop it, so that it
- * cannot pass for the coming reply.
+ * Before a call: drop whatever the daemon sent unasked that is already
+ * held (bytes that came after the last reply), so that it cannot pass for
+ * the coming reply.  Varlink servers send nothing unasked, so this costs no
+ * system call; a message that arrives unasked between two calls is caught
+ * by the reply check instead (a reply that continues, or a second message
+ * held behind the reply, breaks the connection).
  */
-static int drain_unasked(struct mmsrv_client *c)
+static int drop_unasked(struct mmsrv_client *c)
 {
-    for (;;) {
-        const char *msg;
-        size_t len;
-        int rc;
-        while ((rc = proto_reader_next(&c->reader, &msg, &len)) == 1) {
-        }
-        if (rc < 0) {
-            return -EPROTO;
-        }
-        rc = receive_some(c, NULL, NULL, 0);
-        if (rc <= 0) {
-            return rc;
-        }
+    const char *msg;
+    size_t len;
+    int rc;
+    while ((rc = proto_reader_next(&c->reader, &msg, &len)) == 1) {
     }
+    return rc < 0 ? -EPROTO : 0;
 }
 
 int mmsrv__call(struct mmsrv_client *c, const char *method, json_t *params,
@@ -359,7 +354,7 @@ int mmsrv__call(struct mmsrv_client *c, const char *method, json_t *params,
         json_decref(params);
         return mmsrv__fail(-ECONNRESET);
     }
-    rc = drain_unasked(c);
+    rc = drop_unasked(c);
     if (rc < 0) {
         json_decref(params);
         goto broken;
@@ -384,15 +379,15 @@ int mmsrv__call(struct mmsrv_client *c, const char *method, json_t *params,
             rc = -EPROTO; /* longer than any message: the framing is lost */
             goto broken;
         }
-        rc = receive_some(c, out->fds, &out->nfds, PROTO_MAX_FDS);
+        /* wait first: right after the call the reply is rarely there yet,
+         * and a read that says EAGAIN would be one system call more */
+        rc = wait_fd(c->fd, POLLIN, deadline);
         if (rc < 0) {
             goto broken;
         }
-        if (rc == 0) {
-            rc = wait_fd(c->fd, POLLIN, deadline);
-            if (rc < 0) {
-                goto broken;
-            }
+        rc = receive_some(c, out->fds, &out->nfds, PROTO_MAX_FDS);
+        if (rc < 0) {
+            goto broken;
         }
     }
 
@@ -402,8 +397,8 @@ int mmsrv__call(struct mmsrv_client *c, const char *method, json_t *params,
         mmsrv__reply_release(out);
         return mmsrv__fail(-EPROTO);
     }
-    if (out->msg.continues) {
-        /* more replies would follow that no call asked for */
+    if (out->msg.continues || proto_reader_held(&c->reader) > 0) {
+        /* more replies would follow, or already did, that no call asked for */
         rc = -EPROTO;
         mmsrv__reply_release(out);
         goto broken;

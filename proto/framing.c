@@ -104,6 +104,11 @@ int proto_reader_next(struct proto_reader *r, const char **msg, size_t *len)
     return 1;
 }
 
+size_t proto_reader_held(const struct proto_reader *r)
+{
+    return r->len - r->start;
+}
+
 bool proto_reader_partial(const struct proto_reader *r)
 {
     size_t from = r->start + r->scan;

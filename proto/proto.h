@@ -89,6 +89,8 @@ int proto_reader_next(struct proto_reader *r, const char **msg, size_t *len);
 
 /* True when bytes of an unfinished message are held. */
 bool proto_reader_partial(const struct proto_reader *r);
+/* Bytes held that proto_reader_next() has not returned yet. */
+size_t proto_reader_held(const struct proto_reader *r);
 
 /* ------------------------------------------------------------------ */
 /* Parsing                                                              */

@@ -75,9 +75,12 @@ static void test_reader_several_in_one_read(void)
     /* Complete messages are held: nothing unfinished yet from the
      * owner's point of view until they are taken. */
     CU_ASSERT_FALSE(proto_reader_partial(&r));
+    CU_ASSERT_EQUAL(proto_reader_held(&r), sizeof(stream) - 1);
     CU_ASSERT_EQUAL_FATAL(proto_reader_next(&r, &msg, &len), 1);
     CU_ASSERT_EQUAL(len, 1);
     CU_ASSERT_STRING_EQUAL(msg, "a");
+    /* what is held behind a message taken: "bb\0\0ccc\0dd" */
+    CU_ASSERT_EQUAL(proto_reader_held(&r), sizeof(stream) - 1 - 2);
     CU_ASSERT_EQUAL_FATAL(proto_reader_next(&r, &msg, &len), 1);
     CU_ASSERT_EQUAL(len, 2);
     CU_ASSERT_STRING_EQUAL(msg, "bb");
@@ -92,6 +95,7 @@ static void test_reader_several_in_one_read(void)
     CU_ASSERT_EQUAL_FATAL(proto_reader_next(&r, &msg, &len), 1);
     CU_ASSERT_STRING_EQUAL(msg, "ddd");
     CU_ASSERT_FALSE(proto_reader_partial(&r));
+    CU_ASSERT_EQUAL(proto_reader_held(&r), 0);
     proto_reader_release(&r);
 }
 
