@@ -84,21 +84,74 @@ static void outmsg_free(struct outmsg *m)
     free(m);
 }
 
-/* Append msg (taken) with duplicates of fds. */
+/* One sendmsg of msg[off..len), with fds on its first byte when off is 0:
+ * the bytes written, 0 when the socket takes nothing now, -errno. */
+static ssize_t conn_write(struct conn *c, const char *msg, size_t off, size_t len, const int *fds,
+                          size_t nfds)
+{
+    struct iovec iov = {.iov_base = (char *)msg + off, .iov_len = len - off};
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int) * PROTO_MAX_FDS)];
+    } ctl;
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (off == 0 && nfds > 0) {
+        memset(&ctl, 0, sizeof(ctl));
+        mh.msg_control = ctl.buf;
+        mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+        memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
+    }
+    for (;;) {
+        ssize_t n = sendmsg(c->peer.fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n >= 0)
+            return n;
+        if (errno == EINTR)
+            continue;
+        return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
+    }
+}
+
+/*
+ * Send msg (taken) with fds: at once when nothing is queued before it (the
+ * usual case: the whole reply goes, and needs neither a queue entry nor
+ * copies of its descriptors), else, or for what the socket did not take,
+ * through the queue with duplicates of fds.  A write error is left for the
+ * queue's flush to meet and report.
+ */
 static int conn_queue(struct conn *c, char *msg, size_t len, const int *fds, size_t nfds)
 {
     if (c->closing) {
         free(msg);
         return -ECONNRESET;
     }
-    struct outmsg *m = calloc(1, sizeof(*m));
-    if (m == NULL || nfds > PROTO_MAX_FDS) {
-        free(m);
+    if (nfds > PROTO_MAX_FDS) {
         free(msg);
-        return m == NULL ? -ENOMEM : -EINVAL;
+        return -EINVAL;
+    }
+    size_t sent = 0;
+    if (c->out_head == NULL) {
+        ssize_t n = conn_write(c, msg, 0, len, fds, nfds);
+        if (n > 0) {
+            sent = (size_t)n;
+            nfds = 0; /* they went with the first byte */
+        }
+        if (sent == len) {
+            free(msg);
+            return 0;
+        }
+    }
+    struct outmsg *m = calloc(1, sizeof(*m));
+    if (m == NULL) {
+        free(msg);
+        return -ENOMEM;
     }
     m->data = msg;
     m->len = len;
+    m->off = sent;
     for (size_t i = 0; i < nfds; i++) {
         int fd = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
         if (fd < 0) {
@@ -113,7 +166,7 @@ static int conn_queue(struct conn *c, char *msg, size_t len, const int *fds, siz
     else
         c->out_head = m;
     c->out_tail = m;
-    c->out_bytes += len;
+    c->out_bytes += len - sent;
     return 0;
 }
 
@@ -173,30 +226,12 @@ static void conn_flush(struct conn *c)
 
     while (!c->closing && c->out_head != NULL) {
         struct outmsg *m = c->out_head;
-        struct iovec iov = {.iov_base = m->data + m->off, .iov_len = m->len - m->off};
-        union {
-            struct cmsghdr h;
-            char buf[CMSG_SPACE(sizeof(int) * PROTO_MAX_FDS)];
-        } ctl;
-        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-        if (m->off == 0 && m->nfds > 0) {
-            memset(&ctl, 0, sizeof(ctl));
-            mh.msg_control = ctl.buf;
-            mh.msg_controllen = CMSG_SPACE(sizeof(int) * m->nfds);
-            struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-            cm->cmsg_level = SOL_SOCKET;
-            cm->cmsg_type = SCM_RIGHTS;
-            cm->cmsg_len = CMSG_LEN(sizeof(int) * m->nfds);
-            memcpy(CMSG_DATA(cm), m->fds, sizeof(int) * m->nfds);
-        }
-        ssize_t n = sendmsg(c->peer.fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+        ssize_t n = conn_write(c, m->data, m->off, m->len, m->fds, m->nfds);
+        if (n == 0)
+            break;
         if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                break;
             char why[64];
-            snprintf(why, sizeof(why), "write: %s", strerror(errno));
+            snprintf(why, sizeof(why), "write: %s", strerror((int)-n));
             conn_close(c, why);
             return;
         }

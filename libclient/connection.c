@@ -3,15 +3,16 @@
  *
  * One call at a time per connection (a mutex), so a reply always answers the
  * call just sent and the descriptors that arrive while it is read are its
- * own.  The socket is non-blocking; every wait is a poll() bounded by the
- * reply timeout.  Descriptors arrive close-on-exec (SOCK_CLOEXEC,
- * MSG_CMSG_CLOEXEC); any the caller does not take is closed, so that a
- * confused or hostile daemon cannot make the process leak descriptors.
+ * own.  The socket blocks, with the reply timeout as its send and receive
+ * timeouts (SO_SNDTIMEO, SO_RCVTIMEO), so that a call costs one send and
+ * usually one receive, with no poll() between; a call as a whole gives up
+ * once a read or write after its deadline would wait again.  Descriptors
+ * arrive close-on-exec (SOCK_CLOEXEC, MSG_CMSG_CLOEXEC); any the caller does
+ * not take is closed, so that a confused or hostile daemon cannot make the
+ * process leak descriptors.
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,7 +144,8 @@ int mmsrv_connect(const char *address, struct mmsrv_client **out)
         .tv_sec = c->timeout_ms / 1000,
         .tv_usec = (c->timeout_ms % 1000) * 1000,
     };
-    if (setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0) {
+    if (setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0 ||
+        setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0) {
         rc = -errno;
         goto fail;
     }
@@ -152,11 +154,6 @@ int mmsrv_connect(const char *address, struct mmsrv_client **out)
             continue;
         }
         rc = errno == EAGAIN ? -ETIMEDOUT : -errno;
-        goto fail;
-    }
-    int flags = fcntl(c->fd, F_GETFL);
-    if (flags < 0 || fcntl(c->fd, F_SETFL, flags | O_NONBLOCK) < 0) {
-        rc = -errno;
         goto fail;
     }
     rc = proto_reader_init(&c->reader, 0);
@@ -206,25 +203,6 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Wait for events on the socket until deadline: 0, or -ETIMEDOUT. */
-static int wait_fd(int fd, short events, int64_t deadline)
-{
-    for (;;) {
-        int64_t left = deadline - now_ms();
-        if (left <= 0) {
-            return -ETIMEDOUT;
-        }
-        struct pollfd p = {.fd = fd, .events = events};
-        int n = poll(&p, 1, left > 60000 ? 60000 : (int)left);
-        if (n > 0) {
-            return 0; /* readable, writable, or hung up: the next I/O says which */
-        }
-        if (n < 0 && errno != EINTR) {
-            return -errno;
-        }
-    }
-}
-
 /* The connection can no longer be trusted to pair replies with calls. */
 static void connection_break(struct mmsrv_client *c)
 {
@@ -232,7 +210,7 @@ static void connection_break(struct mmsrv_client *c)
     shutdown(c->fd, SHUT_RDWR);
 }
 
-static int send_all(struct mmsrv_client *c, const char *buf, size_t len, int64_t deadline)
+static int send_all(struct mmsrv_client *c, const char *buf, size_t len)
 {
     while (len > 0) {
         ssize_t n = send(c->fd, buf, len, MSG_NOSIGNAL);
@@ -245,11 +223,7 @@ static int send_all(struct mmsrv_client *c, const char *buf, size_t len, int64_t
             continue;
         }
         if (errno == EAGAIN) {
-            int rc = wait_fd(c->fd, POLLOUT, deadline);
-            if (rc < 0) {
-                return rc;
-            }
-            continue;
+            return -ETIMEDOUT; /* SO_SNDTIMEO ran out */
         }
         return errno == EPIPE ? -ECONNRESET : -errno;
     }
@@ -278,8 +252,9 @@ static void collect_fds(struct msghdr *mh, int *fds, size_t *nfds, size_t cap)
     }
 }
 
-/* One recvmsg into the reader.  >0 bytes received, 0 nothing there yet
- * (EAGAIN), -ECONNRESET when the daemon closed, another -errno. */
+/* One recvmsg into the reader, waiting at most the receive timeout.  >0
+ * bytes received, 0 nothing came in that time (EAGAIN), -ECONNRESET when
+ * the daemon closed, another -errno. */
 static int receive_some(struct mmsrv_client *c, int *fds, size_t *nfds, size_t cap)
 {
     char *dst;
@@ -301,7 +276,7 @@ static int receive_some(struct mmsrv_client *c, int *fds, size_t *nfds, size_t c
             .msg_control = control.buf,
             .msg_controllen = sizeof(control.buf),
         };
-        ssize_t n = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+        ssize_t n = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC);
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
@@ -364,7 +339,7 @@ int mmsrv__call(struct mmsrv_client *c, const char *method, json_t *params,
     if (call == NULL) {
         return mmsrv__fail(-ENOMEM);
     }
-    rc = send_all(c, call, len, deadline);
+    rc = send_all(c, call, len);
     free(call);
     if (rc < 0) {
         goto broken;
@@ -379,10 +354,8 @@ int mmsrv__call(struct mmsrv_client *c, const char *method, json_t *params,
             rc = -EPROTO; /* longer than any message: the framing is lost */
             goto broken;
         }
-        /* wait first: right after the call the reply is rarely there yet,
-         * and a read that says EAGAIN would be one system call more */
-        rc = wait_fd(c->fd, POLLIN, deadline);
-        if (rc < 0) {
+        if (now_ms() >= deadline) {
+            rc = -ETIMEDOUT;
             goto broken;
         }
         rc = receive_some(c, out->fds, &out->nfds, PROTO_MAX_FDS);
