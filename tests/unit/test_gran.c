@@ -20,6 +20,48 @@
 #include "mm/gran.h"
 #include "test_util.h"
 
+/* ---- Sizes ---------------------------------------------------------------- */
+
+/* AVR (TU_RAM_TINY) has 16 KiB of RAM for a pool, the test's model of it (3
+ * bytes a granule) and the stack: pools of a few KiB there, with counts to
+ * match; the host and the larger targets test pools of up to 256 KiB.
+ * avr-libc has no aligned_alloc: pools come from tu_mem_alloc, 64-byte
+ * aligned, which the offsets below (< 64 but one) still misalign. */
+#ifdef TU_RAM_TINY
+#define INIT_MEM     1024u /* the static memory of the init tests */
+#define ROUNDS_POOL  4096u
+#define SPAN_POOL    6656u
+#define SPAN_SINGLES 80u /* single granules after the runs */
+#define ALIGN_POOL   2048u
+#define RESERVE_POOL 4096u
+#define EXHAUST_POOL 4096u
+#define FRAG_POOL    3072u
+#define SMALL_POOL   2048u
+#define RANDOM_POOL  4096u
+#define RANDOM_LONG  100u /* the longest run a random allocation asks */
+#define RANDOM_LIVE  64
+#define RANDOM_OPS   4000u
+#else
+#define INIT_MEM     4096u
+#define ROUNDS_POOL  ((size_t)1 << 16)
+#define SPAN_POOL    ((size_t)1 << 16)
+#define SPAN_SINGLES 200u
+#define ALIGN_POOL   ((size_t)1 << 19)
+#define RESERVE_POOL ((size_t)1 << 16)
+#define EXHAUST_POOL ((size_t)1 << 15)
+#define FRAG_POOL    ((size_t)1 << 18)
+#define SMALL_POOL   ((size_t)1 << 14)
+#define RANDOM_POOL  ((size_t)160000u)
+#define RANDOM_LONG  600u
+#define RANDOM_LIVE  512
+/* Operations per pool: fewer in an emulator (tests/target). */
+#ifdef TU_TARGET
+#define RANDOM_OPS 4000u
+#else
+#define RANDOM_OPS 20000u
+#endif
+#endif
+
 /* ---- A pool and its model ------------------------------------------------ */
 
 struct pool {
@@ -41,7 +83,11 @@ struct pool {
 static bool pool_make(struct pool *p, size_t size, size_t offset, unsigned lg, unsigned la)
 {
     memset(p, 0, sizeof(*p));
+#ifdef TU_RAM_TINY
+    p->buf = tu_mem_alloc(size + offset);
+#else
     p->buf = aligned_alloc(4096, (size + offset + 4095u) & ~(size_t)4095u);
+#endif
     CU_ASSERT_PTR_NOT_NULL_FATAL(p->buf);
     p->mem = (uint8_t *)p->buf + offset;
     p->size = size;
@@ -72,7 +118,11 @@ static void pool_destroy(struct pool *p)
         gran_release(p->h);
     free(p->used);
     free(p->run);
+#ifdef TU_RAM_TINY
+    tu_mem_free(p->buf, 0);
+#else
     free(p->buf);
+#endif
     memset(p, 0, sizeof(*p));
 }
 
@@ -200,7 +250,7 @@ static void free_checked(struct pool *p, size_t i, size_t size)
 
 static void test_init_rejects_bad_arguments(void)
 {
-    static _Alignas(64) uint8_t mem[4096];
+    static _Alignas(64) uint8_t mem[INIT_MEM];
 
     CU_ASSERT_PTR_NULL(gran_initialize(NULL, sizeof(mem), 4, 4));
     CU_ASSERT_PTR_NULL(gran_initialize(mem, sizeof(mem), 31, 4));
@@ -246,8 +296,13 @@ static void test_init_layout(void)
         unsigned lg, la;
         size_t offset, size;
     } cases[] = {
+#ifdef TU_RAM_TINY
+        {4, 4, 0, 4096}, {4, 4, 3, 4096},   {0, 0, 1, 1000},   {3, 0, 5, 2048},
+        {6, 9, 7, 3000}, {10, 10, 0, 4096}, {5, 9, 100, 3000}, {10, 4, 1, 5000},
+#else
         {4, 4, 0, 65536},   {4, 4, 3, 65536},     {0, 0, 1, 10000},   {3, 0, 5, 8192},
         {6, 12, 7, 200000}, {12, 12, 0, 1 << 20}, {5, 9, 100, 50000}, {10, 4, 1, 100000},
+#endif
     };
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
         struct pool p;
@@ -300,7 +355,7 @@ static void test_init_layout(void)
 static void test_alloc_rounds_to_granules(void)
 {
     struct pool p;
-    if (!pool_make(&p, 1 << 16, 0, 5, 5))
+    if (!pool_make(&p, ROUNDS_POOL, 0, 5, 5))
         return;
     struct graninfo_s info;
 
@@ -387,12 +442,16 @@ static void test_alloc_1_to_1000_granules(void)
 static void test_alloc_spanning_words(void)
 {
     struct pool p;
-    if (!pool_make(&p, 1 << 16, 0, 4, 4))
+    if (!pool_make(&p, SPAN_POOL, 0, 4, 4))
         return;
 
     /* Offset by one granule so that every run below straddles words. */
     CU_ASSERT_EQUAL(alloc_checked(&p, 16), 0);
+#ifdef TU_RAM_TINY /* 16-bit words */
+    static const size_t runs[] = {17, 31, 32, 33, 47, 63, 65};
+#else
     static const size_t runs[] = {33, 63, 64, 65, 127, 128, 129, 200, 1000};
+#endif
     size_t next = 1;
     for (size_t k = 0; k < sizeof(runs) / sizeof(runs[0]); k++) {
         CU_ASSERT_EQUAL(alloc_checked(&p, runs[k] * 16u), next);
@@ -403,12 +462,12 @@ static void test_alloc_spanning_words(void)
     /* A hole across a word boundary (granules 60..70 of a region of single
      * granules): 11 granules fit exactly, 12 must go past the end. */
     size_t base = next;
-    for (size_t i = 0; i < 200; i++)
+    for (size_t i = 0; i < SPAN_SINGLES; i++)
         CU_ASSERT_EQUAL(alloc_checked(&p, 16), base + i);
     for (size_t i = 60; i <= 70; i++)
         free_checked(&p, base + i, 16);
     check_info(&p);
-    CU_ASSERT_EQUAL(alloc_checked(&p, 12u * 16u), base + 200);
+    CU_ASSERT_EQUAL(alloc_checked(&p, 12u * 16u), base + SPAN_SINGLES);
     CU_ASSERT_EQUAL(alloc_checked(&p, 11u * 16u), base + 60);
     /* A hole of exactly 64 aligned on a word and one of 64 that is not. */
     for (size_t i = 0; i < 64; i++)
@@ -421,13 +480,17 @@ static void test_alloc_spanning_words(void)
 
 static void test_alignment(void)
 {
+#ifdef TU_RAM_TINY /* five aligned slots in ALIGN_POOL */
+    static const unsigned cases[][2] = {{4, 6}, {4, 8}, {6, 8}, {3, 8}, {5, 5}, {6, 4}, {0, 6}};
+#else
     static const unsigned cases[][2] = {{4, 6}, {4, 8}, {6, 12}, {3, 10}, {5, 5}, {6, 4}, {0, 7}};
+#endif
     struct tu_rng rng;
     tu_rng_init(&rng, tu_seed() ^ 0xa11);
 
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
         struct pool p;
-        if (!pool_make(&p, (size_t)1 << 19, 24, cases[c][0], cases[c][1]))
+        if (!pool_make(&p, ALIGN_POOL, 24, cases[c][0], cases[c][1]))
             continue;
         size_t align = (size_t)1 << (p.la > p.lg ? p.la : p.lg);
         CU_ASSERT_EQUAL(p.g0 % align, 0);
@@ -465,7 +528,7 @@ static void test_alignment(void)
 static void test_reserve(void)
 {
     struct pool p;
-    if (!pool_make(&p, 1 << 16, 0, 6, 6))
+    if (!pool_make(&p, RESERVE_POOL, 0, 6, 6))
         return;
     const size_t g = p.gsize;
     struct graninfo_s info;
@@ -532,7 +595,7 @@ static void test_reserve(void)
     gran_info(p.h, &info);
     CU_ASSERT_NOT_EQUAL(info.nfree, p.ng);
     pool_destroy(&p);
-    if (!pool_make(&p, 1 << 16, 0, 6, 6))
+    if (!pool_make(&p, RESERVE_POOL, 0, 6, 6))
         return;
     r = gran_reserve(p.h, p.g0, p.ng * p.gsize);
     CU_ASSERT_EQUAL((uintptr_t)r, p.g0);
@@ -545,7 +608,7 @@ static void test_reserve(void)
 static void test_exhaustion(void)
 {
     struct pool p;
-    if (!pool_make(&p, 1 << 15, 8, 5, 5))
+    if (!pool_make(&p, EXHAUST_POOL, 8, 5, 5))
         return;
     struct graninfo_s info;
 
@@ -584,7 +647,7 @@ static void test_exhaustion(void)
 static void test_fragmentation(void)
 {
     struct pool p;
-    if (!pool_make(&p, 1 << 18, 0, 4, 4))
+    if (!pool_make(&p, FRAG_POOL, 0, 4, 4))
         return;
 
     /* Fill with pairs (hole-to-be, separator): holes of 3 granules, every
@@ -639,7 +702,7 @@ static void test_fragmentation(void)
 static void test_free_partial_range(void)
 {
     struct pool p;
-    if (!pool_make(&p, 1 << 14, 0, 5, 5))
+    if (!pool_make(&p, SMALL_POOL, 0, 5, 5))
         return;
     CU_ASSERT_EQUAL(alloc_checked(&p, 10 * 32u), 0);
     /* The middle of an allocation may be freed on its own... */
@@ -656,7 +719,7 @@ static void test_free_partial_range(void)
 static void test_misuse_refused_and_counted(void)
 {
     struct pool p;
-    if (!pool_make(&p, 1 << 14, 0, 5, 7))
+    if (!pool_make(&p, SMALL_POOL, 0, 5, 7))
         return;
     const size_t g = p.gsize;
     uint8_t foreign[64];
@@ -738,9 +801,9 @@ static void test_bad_handles_and_release(void)
 
     /* A copy of a live state at another address is not a handle. */
     struct pool p;
-    if (!pool_make(&p, 4096, 0, 4, 4))
+    if (!pool_make(&p, INIT_MEM, 0, 4, 4))
         return;
-    static _Alignas(64) uint8_t copy[4096];
+    static _Alignas(64) uint8_t copy[INIT_MEM];
     memcpy(copy, p.mem, sizeof(copy));
     CU_ASSERT_PTR_NULL(gran_alloc(copy, 16));
 
@@ -805,13 +868,6 @@ static void test_large_pool(void)
 }
 #endif
 
-/* Operations per pool: fewer in an emulator (tests/target). */
-#ifdef TU_TARGET
-#define RANDOM_OPS 4000u
-#else
-#define RANDOM_OPS 20000u
-#endif
-
 static void test_random_against_shadow(void)
 {
     struct tu_rng rng;
@@ -820,17 +876,19 @@ static void test_random_against_shadow(void)
     static const unsigned cases[][2] = {{5, 5}, {5, 7}, {3, 3}, {4, 10}};
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
         struct pool p;
-        if (!pool_make(&p, 160000u, (size_t)tu_rng_range(&rng, 0, 63), cases[c][0], cases[c][1]))
+        if (!pool_make(&p, RANDOM_POOL, (size_t)tu_rng_range(&rng, 0, 63), cases[c][0],
+                       cases[c][1]))
             continue;
-        enum { MAXLIVE = 512 };
+        enum { MAXLIVE = RANDOM_LIVE };
         size_t live[MAXLIVE], lsize[MAXLIVE], nlive = 0;
         size_t nfail = 0;
         for (size_t op = 0; op < RANDOM_OPS; op++) {
             unsigned kind = (unsigned)tu_rng_range(&rng, 0, 99);
             if (kind < 50 && nlive < MAXLIVE) {
                 /* Mostly small, sometimes long runs. */
-                size_t n = tu_rng_range(&rng, 0, 9) == 0 ? (size_t)tu_rng_range(&rng, 33, 600)
-                                                         : (size_t)tu_rng_range(&rng, 1, 32);
+                size_t n = tu_rng_range(&rng, 0, 9) == 0
+                               ? (size_t)tu_rng_range(&rng, 33, RANDOM_LONG)
+                               : (size_t)tu_rng_range(&rng, 1, 32);
                 size_t size = n * p.gsize - (size_t)tu_rng_range(&rng, 0, p.gsize - 1u);
                 size_t i = alloc_checked(&p, size);
                 if (i != SIZE_MAX) {
