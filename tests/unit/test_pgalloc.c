@@ -7,6 +7,7 @@
  * absolute addresses, and counts against a model kept by the test.
  */
 #include <CUnit/CUnit.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -17,18 +18,48 @@
 #include "mm/pgalloc.h"
 #include "test_util.h"
 
-/* Memory for a page allocator: size bytes at offset past a 64 KiB boundary,
- * so that page alignment is never an accident of malloc. */
+/* Pages and memories: on the host and the larger targets pages of 4 KiB
+ * (PG) and 16 KiB (PG_BIG) over 1 MiB (PG_MEM, PG_NFR page frames); on AVR
+ * (TU_RAM_TINY, 16 KiB of RAM) the same counts of frames would not fit, so
+ * pages of 128 and 512 bytes over 4 KiB.  PG_ALIGN is a boundary aligned
+ * for every page size the tests use. */
+#ifdef TU_RAM_TINY
+#define PG       128u
+#define PG_BIG   512u
+#define PG_MEM   ((size_t)4096)
+#define PG_ALIGN 512u
+#define PG_ODD   10u /* an offset that leaves room for the state before frame 1 */
+#define PG_CHURN 4u  /* the most pages a random allocation asks */
+#else
+#define PG       4096u
+#define PG_BIG   16384u
+#define PG_MEM   ((size_t)1 << 20)
+#define PG_ALIGN 65536u
+#define PG_ODD   100u
+#define PG_CHURN 16u
+#endif
+#define PG_NFR (PG_MEM / PG)
+
+/* Memory for a page allocator: size bytes at offset past a PG_ALIGN
+ * boundary, so that page alignment is never an accident of malloc. */
 struct pgmem {
-    void *buf;
+    void *raw; /* what the allocation gave */
+    void *buf; /* the boundary */
     uint8_t *mem;
     size_t size;
 };
 
 static uint8_t *pgmem_make(struct pgmem *m, size_t size, size_t offset)
 {
-    m->buf = aligned_alloc(65536, (size + offset + 65535u) & ~(size_t)65535u);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(m->buf);
+#ifdef TU_RAM_TINY /* avr-libc has no aligned_alloc */
+    m->raw = tu_mem_alloc(size + offset + PG_ALIGN);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m->raw);
+    m->buf = (void *)(((uintptr_t)m->raw + PG_ALIGN - 1u) & ~(uintptr_t)(PG_ALIGN - 1u));
+#else
+    m->raw = aligned_alloc(PG_ALIGN, (size + offset + PG_ALIGN - 1u) & ~(size_t)(PG_ALIGN - 1u));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m->raw);
+    m->buf = m->raw;
+#endif
     m->mem = (uint8_t *)m->buf + offset;
     m->size = size;
     return m->mem;
@@ -36,8 +67,12 @@ static uint8_t *pgmem_make(struct pgmem *m, size_t size, size_t offset)
 
 static void pgmem_free(struct pgmem *m)
 {
-    free(m->buf);
-    m->buf = NULL;
+#ifdef TU_RAM_TINY
+    tu_mem_free(m->raw, 0);
+#else
+    free(m->raw);
+#endif
+    m->raw = m->buf = NULL;
 }
 
 static struct pginfo_s info_now(void)
@@ -98,63 +133,86 @@ static void test_pginfo_before_init(void)
 static void test_pgsetsize(void)
 {
     static const size_t bad[] = {
-        0, 1, 32, 63, 65, 100, 4095, 4097, 12288, (size_t)1 << 31, SIZE_MAX,
+        0,
+        1,
+        32,
+        63,
+        65,
+        100,
+        4095,
+        4097,
+        12288,
+#if SIZE_MAX > 0xffffu
+        (size_t)1 << 31,
+#else
+        0xc000u,
+#endif
+        SIZE_MAX,
     };
     for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++)
         CU_ASSERT_EQUAL(mm_pgsetsize(bad[k]), -MM_EINVAL);
+#if SIZE_MAX > 0xffffu
     static const size_t good[] = {64, 128, 4096, 16384, 65536, (size_t)1 << 30};
+#else /* the largest page with a 16-bit size_t is 2^15 */
+    static const size_t good[] = {64, 128, 4096, 16384, 32768};
+#endif
     for (size_t k = 0; k < sizeof(good) / sizeof(good[0]); k++)
         CU_ASSERT_EQUAL(mm_pgsetsize(good[k]), 0);
     CU_ASSERT_EQUAL(mm_pgsetsize(MM_PGSIZE_DEFAULT), 0);
+#if PG != MM_PGSIZE_DEFAULT
+    CU_ASSERT_EQUAL(mm_pgsetsize(PG), 0);
+#endif
 
     /* The size applies to the next mm_pginitialize only. */
     struct pgmem m;
-    pgmem_make(&m, 1 << 20, 0);
+    pgmem_make(&m, PG_MEM, 0);
     CU_ASSERT_EQUAL(mm_pginitialize(m.mem, m.size), 0);
-    CU_ASSERT_EQUAL(info_now().pagesize, 4096);
-    CU_ASSERT_EQUAL(info_now().ntotal, 255);
-    CU_ASSERT_EQUAL(mm_pgsetsize(16384), 0);
-    CU_ASSERT_EQUAL(info_now().pagesize, 4096);
+    CU_ASSERT_EQUAL(info_now().pagesize, PG);
+    CU_ASSERT_EQUAL(info_now().ntotal, PG_NFR - 1u);
+    CU_ASSERT_EQUAL(mm_pgsetsize(PG_BIG), 0);
+    CU_ASSERT_EQUAL(info_now().pagesize, PG);
     CU_ASSERT_EQUAL(mm_pginitialize(m.mem, m.size), 0);
-    CU_ASSERT_EQUAL(info_now().pagesize, 16384);
-    CU_ASSERT_EQUAL(info_now().ntotal, 63);
+    CU_ASSERT_EQUAL(info_now().pagesize, PG_BIG);
+    CU_ASSERT_EQUAL(info_now().ntotal, PG_MEM / PG_BIG - 1u);
     CU_ASSERT_EQUAL(mm_pgsetsize(64), 0);
     CU_ASSERT_EQUAL(mm_pginitialize(m.mem, m.size), 0);
     CU_ASSERT_EQUAL(info_now().pagesize, 64);
-    /* 16384 pages; the state (header and a 2 KiB bitmap) takes some. */
-    CU_ASSERT_TRUE(info_now().ntotal > 16384u - 40u && info_now().ntotal < 16384u);
+    /* PG_MEM / 64 pages (16384 on the host); the state (header and a bitmap
+     * of 2 KiB there) takes some. */
+    CU_ASSERT_TRUE(info_now().ntotal > PG_MEM / 64u - 40u && info_now().ntotal < PG_MEM / 64u);
     pgmem_free(&m);
-    CU_ASSERT_EQUAL(mm_pgsetsize(4096), 0);
+    CU_ASSERT_EQUAL(mm_pgsetsize(PG), 0);
 }
 
 static void test_pginitialize(void)
 {
     struct pgmem m;
-    pgmem_make(&m, 1 << 20, 100); /* not page aligned */
-    CU_ASSERT_EQUAL(mm_pgsetsize(4096), 0);
+    pgmem_make(&m, PG_MEM, PG_ODD); /* not page aligned */
+    CU_ASSERT_EQUAL(mm_pgsetsize(PG), 0);
 
     CU_ASSERT_EQUAL(mm_pginitialize(NULL, m.size), -MM_EINVAL);
     CU_ASSERT_EQUAL(mm_pginitialize(m.mem, 0), -MM_EINVAL);
-    CU_ASSERT_EQUAL(mm_pginitialize(m.mem, 4096), -MM_EINVAL);
-    init_checked(&m, 4096);
+    CU_ASSERT_EQUAL(mm_pginitialize(m.mem, PG), -MM_EINVAL);
+    init_checked(&m, PG);
     /* A failure does not replace a working allocator. */
     size_t before = info_now().ntotal;
     CU_ASSERT_EQUAL(mm_pginitialize(m.mem, 100), -MM_EINVAL);
     CU_ASSERT_EQUAL(info_now().ntotal, before);
 
-    /* From 100 bytes past a 64 KiB boundary: the state fits in the partial
-     * frame 0 (bytes 100..4095), so frames 1..255 are all pages. */
-    CU_ASSERT_EQUAL(before, 255);
+    /* From PG_ODD bytes past a boundary: the state fits in the partial
+     * frame 0 (bytes 100..4095 on the host), so frames 1..255 are all
+     * pages. */
+    CU_ASSERT_EQUAL(before, PG_NFR - 1u);
     uintptr_t p = mm_pgalloc(1);
-    CU_ASSERT_EQUAL(p, (uintptr_t)m.buf + 4096u);
+    CU_ASSERT_EQUAL(p, (uintptr_t)m.buf + PG);
 
     /* Replacing: a new allocator over other memory. */
     struct pgmem m2;
-    pgmem_make(&m2, 1 << 18, 0);
-    CU_ASSERT_TRUE(init_checked(&m2, 4096));
-    CU_ASSERT_EQUAL(info_now().ntotal, 63);
+    pgmem_make(&m2, PG_MEM / 4u, 0);
+    CU_ASSERT_TRUE(init_checked(&m2, PG));
+    CU_ASSERT_EQUAL(info_now().ntotal, PG_NFR / 4u - 1u);
     p = mm_pgalloc(1);
-    CU_ASSERT_EQUAL(p, (uintptr_t)m2.mem + 4096u);
+    CU_ASSERT_EQUAL(p, (uintptr_t)m2.mem + PG);
     pgmem_free(&m2);
     pgmem_free(&m);
 }
@@ -162,15 +220,21 @@ static void test_pginitialize(void)
 static void test_pgalloc_alignment(void)
 {
 #ifdef TU_TARGET /* 64 pages of 64 KiB are more than the targets' RAM */
-    static const size_t sizes[] = {4096, 16384, 64};
+    static const size_t sizes[] = {PG, PG_BIG, 64};
 #else
-    static const size_t sizes[] = {4096, 16384, 64, 65536};
+    static const size_t sizes[] = {PG, PG_BIG, 64, 65536};
 #endif
-    static const size_t offsets[] = {0, 1, 4095, 12345};
+    /* 0, 1, 4095, 12345 on the host */
+    static const size_t offsets[] = {0, 1, PG - 1u, 3u * PG + 57u};
+#ifdef TU_RAM_TINY
+    const size_t npages = 8;
+#else
+    const size_t npages = 64;
+#endif
     for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
         for (size_t o = 0; o < sizeof(offsets) / sizeof(offsets[0]); o++) {
             struct pgmem m;
-            pgmem_make(&m, (size_t)64 * sizes[s] + 3u, offsets[o]);
+            pgmem_make(&m, npages * sizes[s] + 3u, offsets[o]);
             if (!init_checked(&m, sizes[s])) {
                 pgmem_free(&m);
                 continue;
@@ -189,72 +253,77 @@ static void test_pgalloc_alignment(void)
             pgmem_free(&m);
         }
     }
-    CU_ASSERT_EQUAL(mm_pgsetsize(4096), 0);
+    CU_ASSERT_EQUAL(mm_pgsetsize(PG), 0);
 }
 
 static void test_pgreserve(void)
 {
     struct pgmem m;
-    pgmem_make(&m, 1 << 20, 0);
-    if (!init_checked(&m, 4096))
+    pgmem_make(&m, PG_MEM, 0);
+    if (!init_checked(&m, PG))
         return;
     const uintptr_t base = (uintptr_t)m.mem;
     struct pginfo_s i = info_now();
-    CU_ASSERT_EQUAL(i.ntotal, 255);
+    CU_ASSERT_EQUAL(i.ntotal, PG_NFR - 1u);
 
     /* Pages 10..12 of the memory, by a range that starts and ends inside
      * them: rounded out. */
-    mm_pgreserve((void *)(base + 10u * 4096u + 100u), 2u * 4096u + 10u);
-    CU_ASSERT_EQUAL(info_now().nfree, 252);
+    mm_pgreserve((void *)(base + 10u * PG + 100u), 2u * PG + 10u);
+    CU_ASSERT_EQUAL(info_now().nfree, PG_NFR - 4u);
     /* Overlapping, outside, across the end, size 0: nothing reserved. */
-    mm_pgreserve((void *)(base + 12u * 4096u), 2u * 4096u);
-    mm_pgreserve((void *)base, 4096);
-    mm_pgreserve((void *)(base + 255u * 4096u), 2u * 4096u);
-    mm_pgreserve((void *)(base + 256u * 4096u), 4096);
-    mm_pgreserve((void *)(base + 40u * 4096u), 0);
-    CU_ASSERT_EQUAL(info_now().nfree, 252);
-    CU_ASSERT_EQUAL(info_now().mxfree, 255 - 12);
+    mm_pgreserve((void *)(base + 12u * PG), 2u * PG);
+    mm_pgreserve((void *)base, PG);
+    mm_pgreserve((void *)(base + (PG_NFR - 1u) * PG), 2u * PG);
+    mm_pgreserve((void *)(base + PG_NFR * PG), PG);
+    mm_pgreserve((void *)(base + 20u * PG), 0);
+    CU_ASSERT_EQUAL(info_now().nfree, PG_NFR - 4u);
+    CU_ASSERT_EQUAL(info_now().mxfree, PG_NFR - 1u - 12u);
 
     /* Allocations go around it: 9 pages fit before (1..9), 10 do not. */
     uintptr_t a = mm_pgalloc(10);
-    CU_ASSERT_EQUAL(a, base + 13u * 4096u);
+    CU_ASSERT_EQUAL(a, base + 13u * PG);
     uintptr_t b = mm_pgalloc(9);
-    CU_ASSERT_EQUAL(b, base + 1u * 4096u);
+    CU_ASSERT_EQUAL(b, base + 1u * PG);
     /* Freed like an allocation. */
-    mm_pgfree(base + 10u * 4096u, 3);
-    CU_ASSERT_EQUAL(mm_pgalloc(3), base + 10u * 4096u);
-    CU_ASSERT_EQUAL(info_now().nfree, 255 - 22);
+    mm_pgfree(base + 10u * PG, 3);
+    CU_ASSERT_EQUAL(mm_pgalloc(3), base + 10u * PG);
+    CU_ASSERT_EQUAL(info_now().nfree, PG_NFR - 1u - 22u);
     pgmem_free(&m);
 }
 
 static void test_pgexhaustion(void)
 {
     struct pgmem m;
-    pgmem_make(&m, 1 << 20, 0);
-    if (!init_checked(&m, 16384))
+    pgmem_make(&m, PG_MEM, 0);
+    if (!init_checked(&m, PG_BIG))
         return;
-    CU_ASSERT_EQUAL(info_now().ntotal, 63);
+    CU_ASSERT_EQUAL(info_now().ntotal, PG_MEM / PG_BIG - 1u);
     CU_ASSERT_EQUAL(mm_pgalloc(0), 0);
-    CU_ASSERT_EQUAL(mm_pgalloc(64), 0);
+    CU_ASSERT_EQUAL(mm_pgalloc(PG_MEM / PG_BIG), 0);
     CU_ASSERT_EQUAL(mm_pgalloc(~0u), 0);
-    uintptr_t all = mm_pgalloc(63);
-    CU_ASSERT_EQUAL(all, (uintptr_t)m.mem + 16384u);
+#if SIZE_MAX <= UINT_MAX
+    /* A count whose size in bytes wraps a 16- or 32-bit size_t around to
+     * one page: refused, not one page. */
+    CU_ASSERT_EQUAL(mm_pgalloc((unsigned)(SIZE_MAX / PG_BIG) + 2u), 0);
+#endif
+    uintptr_t all = mm_pgalloc(PG_MEM / PG_BIG - 1u);
+    CU_ASSERT_EQUAL(all, (uintptr_t)m.mem + PG_BIG);
     CU_ASSERT_EQUAL(mm_pgalloc(1), 0);
     struct pginfo_s i = info_now();
     CU_ASSERT_EQUAL(i.nfree, 0);
     CU_ASSERT_EQUAL(i.mxfree, 0);
-    mm_pgfree(all, 63);
-    CU_ASSERT_EQUAL(info_now().nfree, 63);
+    mm_pgfree(all, PG_MEM / PG_BIG - 1u);
+    CU_ASSERT_EQUAL(info_now().nfree, PG_MEM / PG_BIG - 1u);
 
     unsigned count = 0;
     uintptr_t prev = 0;
     for (uintptr_t p; (p = mm_pgalloc(1)) != 0; count++) {
         if (prev != 0) {
-            CU_ASSERT_EQUAL(p, prev + 16384u);
+            CU_ASSERT_EQUAL(p, prev + PG_BIG);
         }
         prev = p;
     }
-    CU_ASSERT_EQUAL(count, 63);
+    CU_ASSERT_EQUAL(count, PG_MEM / PG_BIG - 1u);
     CU_ASSERT_EQUAL(info_now().nfree, 0);
     pgmem_free(&m);
 }
@@ -262,21 +331,21 @@ static void test_pgexhaustion(void)
 static void test_pgfree_realloc(void)
 {
     struct pgmem m;
-    pgmem_make(&m, 1 << 20, 0);
-    if (!init_checked(&m, 4096))
+    pgmem_make(&m, PG_MEM, 0);
+    if (!init_checked(&m, PG))
         return;
-    const uintptr_t p0 = (uintptr_t)m.mem + 4096u;
+    const uintptr_t p0 = (uintptr_t)m.mem + PG;
 
     uintptr_t a = mm_pgalloc(2), b = mm_pgalloc(3), c = mm_pgalloc(4);
     CU_ASSERT_EQUAL(a, p0);
-    CU_ASSERT_EQUAL(b, p0 + 2u * 4096u);
-    CU_ASSERT_EQUAL(c, p0 + 5u * 4096u);
-    CU_ASSERT_EQUAL(info_now().nfree, 255 - 9);
+    CU_ASSERT_EQUAL(b, p0 + 2u * PG);
+    CU_ASSERT_EQUAL(c, p0 + 5u * PG);
+    CU_ASSERT_EQUAL(info_now().nfree, (PG_NFR - 1u) - 9);
 
     /* Free b: a 3-page hole; 4 pages go after c, 3 into the hole. */
     mm_pgfree(b, 3);
-    CU_ASSERT_EQUAL(info_now().nfree, 255 - 6);
-    CU_ASSERT_EQUAL(mm_pgalloc(4), p0 + 9u * 4096u);
+    CU_ASSERT_EQUAL(info_now().nfree, (PG_NFR - 1u) - 6);
+    CU_ASSERT_EQUAL(mm_pgalloc(4), p0 + 9u * PG);
     CU_ASSERT_EQUAL(mm_pgalloc(3), b);
     /* Free a and the new b: 5 pages fit again at the start. */
     mm_pgfree(a, 2);
@@ -290,10 +359,10 @@ static void test_pgfree_realloc(void)
     mm_pgfree(c, 4);
     mm_pgfree(c + 1u, 4);
     mm_pgfree(c, 5);
-    mm_pgfree(p0 + 100u * 4096u, 1);
+    mm_pgfree(p0 + 20u * PG, 1);
     mm_pgfree((uintptr_t)&before, 1);
-    mm_pgfree(p0 + 9u * 4096u, 0);
-    mm_pgfree(p0 + 9u * 4096u, ~0u);
+    mm_pgfree(p0 + 9u * PG, 0);
+    mm_pgfree(p0 + 9u * PG, ~0u);
     mm_pgfree(0, 1);
     struct pginfo_s after = info_now();
     /* c (4 pages) was freed once, for real. */
@@ -307,14 +376,14 @@ static void test_pgfree_realloc(void)
     enum { MAXLIVE = 64 };
     uintptr_t live[MAXLIVE];
     unsigned np[MAXLIVE], nlive = 0;
-    size_t used = 255 - info_now().nfree;
+    size_t used = (PG_NFR - 1u) - info_now().nfree;
     for (unsigned op = 0; op < 5000; op++) {
         if (nlive < MAXLIVE && tu_rng_range(&rng, 0, 1) == 0) {
-            unsigned n = (unsigned)tu_rng_range(&rng, 1, 16);
+            unsigned n = (unsigned)tu_rng_range(&rng, 1, PG_CHURN);
             uintptr_t p = mm_pgalloc(n);
             if (p != 0) {
-                CU_ASSERT_EQUAL(p % 4096u, 0);
-                memset((void *)p, (int)(nlive + 1u), (size_t)n * 4096u);
+                CU_ASSERT_EQUAL(p % PG, 0);
+                memset((void *)p, (int)(nlive + 1u), (size_t)n * PG);
                 live[nlive] = p;
                 np[nlive++] = n;
                 used += n;
@@ -328,9 +397,9 @@ static void test_pgfree_realloc(void)
             live[k] = live[--nlive];
             np[k] = np[nlive];
         }
-        CU_ASSERT_EQUAL(info_now().nfree, 255 - used);
-        if (info_now().nfree != 255 - used) {
-            printf("\nop %u: nfree %zu, model %zu\n", op, info_now().nfree, 255 - used);
+        CU_ASSERT_EQUAL(info_now().nfree, (PG_NFR - 1u) - used);
+        if (info_now().nfree != (PG_NFR - 1u) - used) {
+            printf("\nop %u: nfree %zu, model %zu\n", op, info_now().nfree, (PG_NFR - 1u) - used);
             break;
         }
     }
@@ -339,7 +408,7 @@ static void test_pgfree_realloc(void)
         mm_pgfree(live[nlive], np[nlive]);
         used -= np[nlive];
     }
-    CU_ASSERT_EQUAL(info_now().nfree, 255 - used);
+    CU_ASSERT_EQUAL(info_now().nfree, (PG_NFR - 1u) - used);
     pgmem_free(&m);
 }
 
