@@ -16,7 +16,7 @@ bool iw_pool_make(struct iw_pool *p, uint32_t bufsize, uint32_t count, uint32_t 
 {
     memset(p, 0, sizeof(*p));
     p->fd = -1;
-    size_t need = iob_pool_size(bufsize, count);
+    size_t need = iob_pool_size((size_t)bufsize, count);
     if (need == 0)
         return false;
 #ifdef TU_TARGET
@@ -37,7 +37,7 @@ bool iw_pool_make(struct iw_pool *p, uint32_t bufsize, uint32_t count, uint32_t 
         return false;
     }
 #endif
-    p->h = iob_pool_initialize(p->mem, p->size, bufsize, count, throttle);
+    p->h = iob_pool_initialize(p->mem, p->size, (size_t)bufsize, count, throttle);
     return p->h != NULL;
 }
 
@@ -163,7 +163,7 @@ bool iw_chain_is(struct iob_pool_s *h, const struct iob_s *iob, const uint8_t *d
     size_t sum = 0;
     uint32_t n = 0;
     for (const struct iob_s *b = iob; b != NULL; b = iob_next(h, b)) {
-        sum += iob_len(h, b);
+        sum += (size_t)iob_len(h, b);
         if (++n > iob_pool_count(h))
             return false;
     }
@@ -250,8 +250,8 @@ struct iob_s *iw_msg_make(struct iob_pool_s *h, struct tu_rng *r, uint32_t seq, 
             uint8_t *p = iob_data(h, b);
             uint32_t n = iob_len(h, b), k = skip < n ? skip : n;
             skip -= k;
-            iw_fill_random(r, p + k, n - k);
-            crc = iw_crc32c(crc, p + k, n - k);
+            iw_fill_random(r, p + k, (size_t)(n - k));
+            crc = iw_crc32c(crc, p + k, (size_t)(n - k));
         }
         hd.crc = crc;
         memcpy(iob_data(h, head), &hd, sizeof(hd)); /* bufsize >= 16: contiguous */
@@ -263,8 +263,8 @@ struct iob_s *iw_msg_make(struct iob_pool_s *h, struct tu_rng *r, uint32_t seq, 
             goto fail;
         while (done < len) {
             uint32_t n = len - done < sizeof(tmp) ? len - done : (uint32_t)sizeof(tmp);
-            iw_fill_random(r, tmp, n);
-            crc = iw_crc32c(crc, tmp, n);
+            iw_fill_random(r, tmp, (size_t)n);
+            crc = iw_crc32c(crc, tmp, (size_t)n);
             int rc = block ? iob_copyin(h, head, tmp, n, done, false)
                            : iob_trycopyin(h, head, tmp, n, done, false);
             if (rc != (int)n)
@@ -297,7 +297,7 @@ int iw_msg_check(struct iob_pool_s *h, const struct iob_s *iob, uint32_t *seq)
         const uint8_t *p = iob_data(h, b);
         uint32_t n = iob_len(h, b), k = skip < n ? skip : n;
         skip -= k;
-        crc = iw_crc32c(crc, p + k, n - k);
+        crc = iw_crc32c(crc, p + k, (size_t)(n - k));
         total += n;
         if (++nbuf > iob_pool_count(h))
             return -5;
@@ -316,7 +316,7 @@ int iw_msg_check(struct iob_pool_s *h, const struct iob_s *iob, uint32_t *seq)
 /* pattern(key)[off, off + len) into the scratch buffer. */
 static const uint8_t *iw_slice(struct iw_churn *w, uint64_t key, uint32_t off, uint32_t len)
 {
-    tu_pattern_fill(w->scratch, (size_t)off + len, key);
+    tu_pattern_fill(w->scratch, (size_t)off + (size_t)len, key);
     return w->scratch + off;
 }
 
@@ -329,8 +329,8 @@ static int iw_check_chain(struct iw_churn *w, const struct iw_chain *c)
         return -11;
     if (iob_copyout(w->h, out, c->iob, c->len, 0) != (int)c->len)
         return -12;
-    tu_pattern_fill(w->scratch, (size_t)c->off + c->len, c->key);
-    return memcmp(out, w->scratch + c->off, c->len) == 0 ? 0 : -13;
+    tu_pattern_fill(w->scratch, (size_t)c->off + (size_t)c->len, c->key);
+    return memcmp(out, w->scratch + c->off, (size_t)c->len) == 0 ? 0 : -13;
 }
 
 bool iw_churn_init(struct iw_churn *w, struct iob_pool_s *h, uint64_t seed, uint32_t maxlen)

@@ -68,7 +68,14 @@ static void pool_down(void)
         CU_ASSERT(ok_);                                                                            \
     } while (0)
 
-static uint8_t g_data[8192];
+/* Test data: what the longest chain of a test holds (COUNT buffers), and
+ * more on the host; AVR (TU_RAM_TINY) has 16 KiB of RAM in all. */
+#ifdef TU_RAM_TINY
+#define DATA_SIZE 2176u
+#else
+#define DATA_SIZE 8192u
+#endif
+static uint8_t g_data[DATA_SIZE];
 
 static void data_init(uint64_t key)
 {
@@ -82,7 +89,17 @@ static void t_pool_size(void)
     CU_ASSERT_EQUAL(iob_pool_size(0, 4), 0);
     CU_ASSERT_EQUAL(iob_pool_size(64, 0), 0);
     CU_ASSERT_EQUAL(iob_pool_size(64, IOB_MAX_BUFFERS + 1u), 0);
+#if SIZE_MAX > IOB_MAX_BUFSIZE
     CU_ASSERT_EQUAL(iob_pool_size((size_t)IOB_MAX_BUFSIZE + 1u, 1), 0);
+#else
+    /* A 16-bit size_t: pools that would pass SIZE_MAX, by the size of a
+     * buffer or by their count, have no size (rather than a wrapped one). */
+    CU_ASSERT_EQUAL(iob_pool_size(SIZE_MAX, 1), 0);
+    CU_ASSERT_EQUAL(iob_pool_size(SIZE_MAX - 200u, 1), 0);
+    CU_ASSERT_EQUAL(iob_pool_size(64, 1000), 0);
+    CU_ASSERT_EQUAL(iob_pool_size(1024, 64), 0);
+    CU_ASSERT(iob_pool_size(1024, 32) > 32u * 1024u);
+#endif
     size_t a = iob_pool_size(64, 10), b = iob_pool_size(65, 10), c = iob_pool_size(64, 11);
     CU_ASSERT(a > 10u * 64u + 10u * sizeof(struct iob__desc));
     CU_ASSERT_EQUAL(b - a, 10u * 64u); /* stride rounds up to 128 */
@@ -93,7 +110,11 @@ static void t_pool_size(void)
 static void t_initialize_args(void)
 {
     size_t need = iob_pool_size(BUFSIZE, COUNT);
+#ifdef TU_RAM_TINY /* avr-libc has no aligned_alloc; tu_mem_alloc aligns to 64 */
+    uint8_t *mem = tu_mem_alloc(need + 64);
+#else
     uint8_t *mem = aligned_alloc(64, need + 64);
+#endif
     CU_ASSERT_FATAL(mem != NULL);
     CU_ASSERT_PTR_NULL(iob_pool_initialize(NULL, need, BUFSIZE, COUNT, 0));
     CU_ASSERT_PTR_NULL(iob_pool_initialize(mem + 8, need, BUFSIZE, COUNT, 0)); /* misaligned */
@@ -109,7 +130,11 @@ static void t_initialize_args(void)
     CU_ASSERT_EQUAL(iob_navail(h, true), 1);
     CU_ASSERT_EQUAL(iob_qentry_navail(h), (int)COUNT);
     iob_pool_detach(h);
+#ifdef TU_RAM_TINY
+    tu_mem_free(mem, need + 64);
+#else
     free(mem);
+#endif
 }
 
 /* Attach: where processes share pools (MM_CONFIG_MULTIPROCESS); a
@@ -459,7 +484,7 @@ static void t_copyout_edges(void)
         uint32_t want = 2 * BUFSIZE + 3 - off;
         memset(out, 0, sizeof(out));
         CU_ASSERT_EQUAL(iob_copyout(H, out, c, sizeof(out), off), (int)want);
-        CU_ASSERT_EQUAL(memcmp(out, g_data + off, want), 0);
+        CU_ASSERT_EQUAL(memcmp(out, g_data + off, (size_t)want), 0);
     }
     CU_ASSERT_EQUAL(iob_copyout(H, out, c, 10, 5 * BUFSIZE), 0);
     CU_ASSERT_EQUAL(iob_copyout(H, out, c, 0, 0), 0);
@@ -500,7 +525,7 @@ static void t_clone(void)
     CU_ASSERT_EQUAL(iob_navail(H, false), 0);
     uint32_t got = iob_pktlen(H, b);
     CU_ASSERT_EQUAL(got, (COUNT - 20u) * BUFSIZE);
-    CU_ASSERT(iw_chain_is(H, b, g_data, got));
+    CU_ASSERT(iw_chain_is(H, b, g_data, (size_t)got));
     iob_free_chain(H, a);
     iob_free_chain(H, b);
     ASSERT_ALL_FREE();
@@ -640,10 +665,10 @@ static struct iob_s *partly_consumed(uint8_t *model, size_t *len)
     static const uint32_t trims[] = {7, 30, 1, 63, 0, 0, 10, 19};
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
         const uint8_t *src = g_data + 100 * i;
-        struct iob_s *b = iw_chain_from(H, src, sizes[i], false);
+        struct iob_s *b = iw_chain_from(H, src, (size_t)sizes[i], false);
         b = iob_trimhead(H, b, trims[i]);
-        memcpy(model + n, src + trims[i], sizes[i] - trims[i]);
-        n += sizes[i] - trims[i];
+        memcpy(model + n, src + trims[i], (size_t)(sizes[i] - trims[i]));
+        n += (size_t)(sizes[i] - trims[i]);
         if (head == NULL)
             head = b;
         else
@@ -1180,8 +1205,16 @@ static void t_corrupt_channel(void)
 
 /* ---- Random operations against a model ------------------------------------------------ */
 
+/* AVR (TU_RAM_TINY): fewer and shorter chains, in a smaller pool. */
+#ifdef TU_RAM_TINY
+#define MODEL_CHAINS 4
+#define MODEL_MAX    (2 * BUFSIZE)
+#define MODEL_POOL   24u
+#else
 #define MODEL_CHAINS 6
 #define MODEL_MAX    (12 * BUFSIZE)
+#define MODEL_POOL   96u
+#endif
 
 struct model_chain {
     struct iob_s *iob;
@@ -1191,7 +1224,7 @@ struct model_chain {
 
 static void t_random_model(void)
 {
-    pool_up(BUFSIZE, 96, 8);
+    pool_up(BUFSIZE, MODEL_POOL, 8);
     static struct model_chain m[MODEL_CHAINS];
     struct tu_rng rng;
     tu_rng_init(&rng, tu_seed() ^ 0x10b);
@@ -1220,7 +1253,7 @@ static void t_random_model(void)
             } else {
                 CU_ASSERT_EQUAL(r, -MM_ENOMEM);
                 /* Partly done: read back what the chain holds now. */
-                x->len = iob_pktlen(H, x->iob);
+                x->len = (size_t)iob_pktlen(H, x->iob);
                 memcpy(tmp, x->bytes, x->len);
                 size_t n = x->len > off ? x->len - off : 0;
                 memcpy(tmp + off, g_data + src, n < len ? n : len);
@@ -1247,7 +1280,7 @@ static void t_random_model(void)
             int r = iob_contig(H, x->iob, want);
             CU_ASSERT(r == 0 ? (iob_len(H, x->iob) >= want) : (r == -MM_ENOSPC && want > x->len));
             if (r == 0)
-                CU_ASSERT_EQUAL(memcmp(iob_data(H, x->iob), x->bytes, want), 0);
+                CU_ASSERT_EQUAL(memcmp(iob_data(H, x->iob), x->bytes, (size_t)want), 0);
         } else if (op == 6) { /* concat another chain onto this one */
             struct model_chain *y = &m[tu_rng_range(&rng, 0, MODEL_CHAINS - 1)];
             if (y != x && y->iob != NULL && x->len + y->len <= 4 * MODEL_MAX - MODEL_MAX) {
@@ -1263,7 +1296,7 @@ static void t_random_model(void)
                 y->iob = iob_tryalloc(H, false);
                 if (y->iob != NULL) {
                     int r = iob_clone(H, x->iob, y->iob, false, false);
-                    y->len = iob_pktlen(H, y->iob);
+                    y->len = (size_t)iob_pktlen(H, y->iob);
                     memcpy(y->bytes, x->bytes, y->len);
                     CU_ASSERT(r == 0 ? y->len == x->len : r == -MM_ENOMEM);
                 }
