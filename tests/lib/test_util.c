@@ -36,6 +36,18 @@ uint64_t tu_seed(void)
     return g_seed;
 }
 
+void *tu_mem_alloc(size_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void tu_mem_free(void *p, size_t size)
+{
+    if (p != NULL)
+        munmap(p, size);
+}
+
 int tu_shm_create(size_t size)
 {
     int fd = memfd_create("mmsrv-test", MFD_CLOEXEC);

@@ -40,6 +40,14 @@ void tu_pattern_fill(void *p, size_t n, uint64_t key);
  * if all n match. */
 size_t tu_pattern_check(const void *p, size_t n, uint64_t key);
 
+/* ---- Private memory --------------------------------------------------- */
+
+/* Zeroed, page-aligned private memory for a test heap or pool (an anonymous
+ * mapping, as tests/target has its own from the C library's heap); NULL on
+ * failure.  Give it back with tu_mem_free and the same size. */
+void *tu_mem_alloc(size_t size);
+void tu_mem_free(void *p, size_t size);
+
 /* ---- Shared memory ---------------------------------------------------- */
 
 /* A new anonymous shared-memory object (memfd) of size bytes; -1 on error. */

@@ -40,23 +40,9 @@ static struct mm__chunk *chunk_of(void *p)
 
 static uint8_t *map_mem(size_t size)
 {
-#ifdef TU_TARGET
     void *p = tu_mem_alloc(size);
     CU_ASSERT_FATAL(p != NULL);
-#else
-    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    CU_ASSERT_FATAL(p != MAP_FAILED);
-#endif
     return p;
-}
-
-static void unmap_mem(void *p, size_t size)
-{
-#ifdef TU_TARGET
-    tu_mem_free(p, size);
-#else
-    munmap(p, size);
-#endif
 }
 
 struct th {
@@ -85,7 +71,7 @@ static void th_close(struct th *t, bool expect_clean)
     if (expect_clean)
         CU_ASSERT_EQUAL(mm_checkcorruption(t->h), 0);
     mm_detach(t->h);
-    unmap_mem(t->mem, t->size);
+    tu_mem_free(t->mem, t->size);
     t->h = NULL;
 }
 
@@ -147,7 +133,7 @@ static void test_handles_exhaust_and_release(void)
     struct mm_heap_s *h2 = mm_initialize("x", other, HW_HEAP_SIZE);
     CU_ASSERT_PTR_NOT_NULL(h2);
     mm_detach(h2);
-    unmap_mem(other, HW_HEAP_SIZE);
+    tu_mem_free(other, HW_HEAP_SIZE);
     th_close(&t, true);
 }
 #endif
@@ -192,7 +178,7 @@ static void test_initialize_bad_args(void)
     mm_free(h, p);
     CU_ASSERT_EQUAL(mm_checkcorruption(h), 0);
     mm_detach(h);
-    unmap_mem(mem, HW_HEAP_SIZE + 4096);
+    tu_mem_free(mem, HW_HEAP_SIZE + 4096);
 }
 
 /* The smallest heap that works holds one chunk; a size that is not a
@@ -240,7 +226,7 @@ static void test_initialize_sizes(void)
     for (size_t i = odd; i < odd + 64; i++)
         CU_ASSERT_EQUAL_FATAL(mem[i], 0xee);
     mm_detach(h);
-    unmap_mem(mem, HW_HEAP_SIZE);
+    tu_mem_free(mem, HW_HEAP_SIZE);
 }
 
 /* The largest heap of the model works; one alignment step more is refused. */
@@ -281,7 +267,7 @@ static void test_initialize_model_limit(void)
 #if MM_CONFIG_DEBUG && !MM_CONFIG_SMALL
     /* Freeing fills the block in debug builds: no giant frees here. */
     mm_detach(h);
-    unmap_mem(m, maplen);
+    tu_mem_free(m, maplen);
     return;
 #endif
     mm_free(h, big);
@@ -297,7 +283,7 @@ static void test_initialize_model_limit(void)
     mm_free(h, b);
     ASSERT_MALLINFO_EQ(mm_mallinfo(h), mi);
     mm_detach(h);
-    unmap_mem(m, maplen);
+    tu_mem_free(m, maplen);
 }
 #endif
 
@@ -331,7 +317,7 @@ static void test_attach(void)
     CU_ASSERT_EQUAL(mm_checkcorruption(h3), 0);
     mm_detach(h3);
     CU_ASSERT_PTR_NULL(mm_attach(big, HW_HEAP_SIZE / 2 - MM_ALIGN));
-    unmap_mem(big, HW_HEAP_SIZE);
+    tu_mem_free(big, HW_HEAP_SIZE);
 
     /* Smaller than the heap: refused. */
     CU_ASSERT_PTR_NULL(mm_attach(t.mem, t.size - MM_ALIGN));
@@ -391,7 +377,7 @@ static void test_attach_garbage(void)
     h = mm_attach(mem, HW_HEAP_SIZE);
     CU_ASSERT_PTR_NOT_NULL(h);
     mm_detach(h);
-    unmap_mem(mem, HW_HEAP_SIZE);
+    tu_mem_free(mem, HW_HEAP_SIZE);
 }
 
 #endif
@@ -430,7 +416,7 @@ static void test_uninitialize(void)
     CU_ASSERT_PTR_NOT_NULL(h);
     CU_ASSERT_EQUAL(mm_mallinfo(h).aordblks, 0);
     mm_detach(h);
-    unmap_mem(t.mem, t.size);
+    tu_mem_free(t.mem, t.size);
 }
 
 #if MM_CONFIG_MULTIPROCESS
@@ -539,7 +525,7 @@ static void test_addregion_used_when_first_full(void)
     CU_ASSERT_EQUAL(mi2.fordblks, rfree + mi0.fordblks);
     CU_ASSERT_EQUAL(mm_checkcorruption(h), 0);
     mm_detach(h);
-    unmap_mem(mem, total);
+    tu_mem_free(mem, total);
 }
 #endif
 
@@ -621,7 +607,7 @@ static void test_addregion_rejects(void)
     CU_ASSERT_EQUAL(mm_mallinfo(h).ordblks, MM_CONFIG_REGIONS);
     CU_ASSERT_EQUAL(mm_checkcorruption(h), 0);
     mm_detach(h);
-    unmap_mem(mem, total);
+    tu_mem_free(mem, total);
 }
 #endif
 

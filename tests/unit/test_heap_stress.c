@@ -15,7 +15,6 @@
 #include <string.h>
 #ifndef TU_TARGET /* microcontroller builds: tests/target */
 #include <pthread.h>
-#include <sys/mman.h>
 #endif
 
 #include "heap_work.h"
@@ -66,23 +65,9 @@
 
 static uint8_t *map_mem(size_t size)
 {
-#ifdef TU_TARGET
     void *p = tu_mem_alloc(size);
     CU_ASSERT_FATAL(p != NULL);
-#else
-    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    CU_ASSERT_FATAL(p != MAP_FAILED);
-#endif
     return p;
-}
-
-static void unmap_mem(void *p, size_t size)
-{
-#ifdef TU_TARGET
-    tu_mem_free(p, size);
-#else
-    munmap(p, size);
-#endif
 }
 
 /* Print the worker's first problem and fail the test there. */
@@ -186,7 +171,7 @@ static void test_stress_one_region(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(h);
     run_single(h, STRESS_HEAP, STRESS_LIVE, STRESS_OPS, 1);
     mm_detach(h);
-    unmap_mem(mem, STRESS_HEAP);
+    tu_mem_free(mem, STRESS_HEAP);
 }
 
 /* The same over two regions with a gap between them: chunks never cross. */
@@ -201,7 +186,7 @@ static void test_stress_two_regions(void)
     run_single(h, REGIONS_HEAP, STRESS_LIVE, STRESS_OPS / 5, 2);
     CU_ASSERT_EQUAL(mm_mallinfo(h).ordblks, 2);
     mm_detach(h);
-    unmap_mem(mem, REGIONS_HEAP);
+    tu_mem_free(mem, REGIONS_HEAP);
 }
 
 #ifndef TU_TARGET
@@ -267,7 +252,7 @@ static void test_stress_threads(void)
     }
     check_empty(h, &mi0);
     mm_detach(h);
-    unmap_mem(mem, STRESS_HEAP);
+    tu_mem_free(mem, STRESS_HEAP);
 }
 #endif /* !TU_TARGET */
 
