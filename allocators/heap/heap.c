@@ -63,54 +63,50 @@ size_t mm__user_chunk(const struct mm_heap_s *h, const void *mem, int *why)
 
 /* ---- Taking a chunk ----------------------------------------------------- */
 
-/* The first non-empty class at or above (fl, sl), through the bitmaps:
+/* The first non-empty class at or above *cls, through the bitmaps:
  * 1 found, 0 none (no memory), -1 a bitmap that points at nothing. */
-static int mm__find_class(const struct mm__header *hd, unsigned *fl, unsigned *sl)
+static int mm__find_class(const struct mm__header *hd, unsigned *cls)
 {
+    unsigned fl = *cls >> MM__SL_LOG2, sl = *cls & (MM__SL_COUNT - 1u);
     /* 32-bit masks: int (and so 0u) has 16 bits on AVR. */
-    uint32_t slmap = hd->sl_bitmap[*fl] & (~(uint32_t)0 << *sl);
+    uint32_t slmap = hd->sl_bitmap[fl] & (~(uint32_t)0 << sl);
     if (slmap == 0) {
-        uint32_t flmap = hd->fl_bitmap & (~(uint32_t)0 << *fl) & ~((uint32_t)1 << *fl);
+        uint32_t flmap = hd->fl_bitmap & (~(uint32_t)0 << fl) & ~((uint32_t)1 << fl);
         if (flmap == 0)
             return 0;
-        *fl = mm__ffs(flmap);
-        if (MM_UNLIKELY(*fl >= MM__FL_COUNT))
+        fl = mm__ffs(flmap);
+        if (MM_UNLIKELY(fl >= MM__FL_COUNT))
             return -1;
-        slmap = hd->sl_bitmap[*fl];
+        slmap = hd->sl_bitmap[fl];
         if (MM_UNLIKELY(slmap == 0))
             return -1;
     }
-    *sl = mm__ffs(slmap);
-    return *sl < MM__SL_COUNT ? 1 : -1;
+    sl = mm__ffs(slmap);
+    *cls = (fl << MM__SL_LOG2) | sl;
+    return sl < MM__SL_COUNT ? 1 : -1;
 }
 
 size_t mm__alloc_chunk(struct mm_heap_s *h, mmsize_t csize, bool *retry)
 {
     struct mm__header *hd = mm__hdr(h);
-    unsigned fl, sl;
-    mm__mapping(csize, &fl, &sl);
+    unsigned cls = mm__class(csize);
 
     /* Good fit first: the head of csize's own class often fits, and taking
      * it keeps the heap denser than TLSF's round-up alone. */
-    size_t off = hd->heads[fl][sl];
+    size_t off = hd->heads[cls];
     if (off != 0 &&
         ((MM__VALIDATE && !mm__off_ok(h, off)) || mm__size_of(mm__chunk(h, off)) < csize))
         off = 0;
     if (off == 0) {
-        if (sl + 1u < MM__SL_COUNT) {
-            sl++;
-        } else {
-            fl++;
-            sl = 0;
-        }
-        if (fl >= MM__FL_COUNT)
+        /* The next class up: every chunk in it fits. */
+        if (++cls >= MM__CLASSES)
             return 0;
-        int found = mm__find_class(hd, &fl, &sl);
+        int found = mm__find_class(hd, &cls);
         if (found <= 0) {
             *retry = MM__VALIDATE && found < 0;
             return 0;
         }
-        off = hd->heads[fl][sl];
+        off = hd->heads[cls];
         if (MM__VALIDATE && MM_UNLIKELY(off == 0 || !mm__off_ok(h, off))) {
             *retry = true;
             return 0;
@@ -119,11 +115,8 @@ size_t mm__alloc_chunk(struct mm_heap_s *h, mmsize_t csize, bool *retry)
 
     struct mm__chunk *c = mm__chunk(h, off);
     mmsize_t size = mm__size_of(c);
-    unsigned cfl = fl, csl = sl;
-    if (MM__VALIDATE)
-        mm__mapping(size, &cfl, &csl);
     if (MM__VALIDATE && MM_UNLIKELY(mm__is_alloc(c) || size < csize ||
-                                    size > h->limit - MM__HDR - off || cfl != fl || csl != sl)) {
+                                    size > h->limit - MM__HDR - off || mm__class(size) != cls)) {
         *retry = true;
         return 0;
     }
@@ -134,6 +127,12 @@ size_t mm__alloc_chunk(struct mm_heap_s *h, mmsize_t csize, bool *retry)
     }
     MM__CRASH_POINT(1);
 
+#if defined(__OPTIMIZE_SIZE__)
+    /* Microcontrollers: the split is mm__shrink_chunk's, in fewer bytes of
+     * flash than a copy of it here (and a little more time). */
+    c->size = (mmsize_t)(size | MM__ALLOC_BIT);
+    mm__shrink_chunk(h, off, size, csize);
+#else
     mmsize_t rest = (mmsize_t)(size - csize);
     if (rest >= MM__MINCHUNK) {
         size_t roff = off + csize;
@@ -148,6 +147,7 @@ size_t mm__alloc_chunk(struct mm_heap_s *h, mmsize_t csize, bool *retry)
     } else {
         c->size = (mmsize_t)(size | MM__ALLOC_BIT);
     }
+#endif
     return off;
 }
 
@@ -190,27 +190,34 @@ int mm__free_chunk(struct mm_heap_s *h, size_t off)
     return MM__DONE;
 }
 
-void mm__shrink_chunk(struct mm_heap_s *h, size_t off, mmsize_t size, mmsize_t csize)
+void mm__split_free(struct mm_heap_s *h, size_t off, mmsize_t size, mmsize_t at, bool front)
 {
-    mmsize_t rest = (mmsize_t)(size - csize);
-    if (rest < MM__MINCHUNK)
-        return;
     struct mm__chunk *c = mm__chunk(h, off);
-    size_t roff = off + csize;
+    size_t roff = off + at;
+    mmsize_t rest = (mmsize_t)(size - at);
     struct mm__chunk *r = mm__chunk(h, roff);
-    r->prev_size = csize;
+    r->prev_size = at;
     r->size = (mmsize_t)(rest | MM__ALLOC_BIT);
     mm__chunk(h, roff + rest)->prev_size = rest;
-    MM__CRASH_POINT(6);
-    c->size = (mmsize_t)(csize | MM__ALLOC_BIT); /* publishes the split */
-    /* The tail is an allocated chunk now; freeing it merges it onwards. */
-    if (mm__needs_repair(mm__free_chunk(h, roff))) {
-        /* Lists corrupted: rebuild them; the tail, free in the chain once
+    MM__CRASH_POINT(front ? 9 : 6);
+    c->size = (mmsize_t)(at | MM__ALLOC_BIT); /* publishes the split */
+    /* Either part is an allocated chunk now; freeing it merges it with a
+     * free neighbour. */
+    size_t foff = front ? off : roff;
+    if (mm__needs_repair(mm__free_chunk(h, foff))) {
+        /* Lists corrupted: rebuild them; the part, free in the chain once
          * its bit is cleared, goes into them with the rest. */
-        r->size = rest;
-        (void)mm__rebuild(h, false);
-        mm__hdr(h)->stats.repairs++;
+        struct mm__chunk *f = mm__chunk(h, foff);
+        f->size = mm__size_of(f);
+        if (mm__rebuild(h, false))
+            mm__hdr(h)->stats.repairs++;
     }
+}
+
+void mm__shrink_chunk(struct mm_heap_s *h, size_t off, mmsize_t size, mmsize_t csize)
+{
+    if ((mmsize_t)(size - csize) >= MM__MINCHUNK)
+        mm__split_free(h, off, size, csize, false);
 }
 
 /* ---- Public entry points -------------------------------------------------- */
@@ -291,7 +298,7 @@ void *mm_malloc_at(struct mm_heap_s *h, size_t size, const char *file, int line)
         return NULL;
     for (bool retried = false;; retried = true) {
         void *p = mm__malloc_once(h, size, file, line);
-        if (MM_LIKELY(p != NULL) || !mm__failed(h, retried))
+        if (MM_LIKELY(p != NULL) || !mm__try_again(h, retried))
             return p;
     }
 }
@@ -301,15 +308,7 @@ void *mm_malloc(struct mm_heap_s *h, size_t size)
     return mm_malloc_at(h, size, NULL, 0);
 }
 
-void *mm_zalloc(struct mm_heap_s *h, size_t size)
-{
-    void *p = mm_malloc_at(h, size, NULL, 0);
-    if (p != NULL)
-        memset(p, 0, size);
-    return p;
-}
-
-void *mm_calloc(struct mm_heap_s *h, size_t n, size_t elem_size)
+void *mm__calloc_at(struct mm_heap_s *h, size_t n, size_t elem_size, const char *file, int line)
 {
     if (h == NULL)
         return NULL;
@@ -318,7 +317,20 @@ void *mm_calloc(struct mm_heap_s *h, size_t n, size_t elem_size)
         (void)mm__failed(h, true);
         return NULL;
     }
-    return mm_zalloc(h, n * elem_size);
+    void *p = mm_malloc_at(h, n * elem_size, file, line);
+    if (p != NULL)
+        memset(p, 0, n * elem_size);
+    return p;
+}
+
+void *mm_zalloc(struct mm_heap_s *h, size_t size)
+{
+    return mm__calloc_at(h, 1, size, NULL, 0);
+}
+
+void *mm_calloc(struct mm_heap_s *h, size_t n, size_t elem_size)
+{
+    return mm__calloc_at(h, n, elem_size, NULL, 0);
 }
 
 void mm_free(struct mm_heap_s *h, void *mem)

@@ -64,12 +64,10 @@ MM__INLINE bool mm__cache_push(struct mm_heap_s *h, void *mem)
     if ((raw & (MM__ALLOC_BIT | MM__CACHED_BIT)) != MM__ALLOC_BIT)
         return false; /* free or cached already: the locked path reports it */
     mmsize_t size = (mmsize_t)(raw & MM__SIZE_MASK);
-    unsigned fl, sl;
-    mm__mapping(size, &fl, &sl);
-    if (fl >= MM__CACHE_FL)
+    unsigned bin = mm__class(size);
+    if (bin >= MM__CACHE_BINS)
         return false;
     struct mm__cache *k = mm__cache_of(h, true);
-    unsigned bin = fl * MM__SL_COUNT + sl;
     if (k == NULL || k->n[bin] >= MM__CACHE_DEPTH || k->bytes + size > h->cache_cap)
         return false;
     /* The same checks as mm_free makes of a pointer: a size that stays in
@@ -126,9 +124,7 @@ overwritten: /* someone wrote over a cached block: forget this bin */
  * of csize's own class may be too small; any block of the next class fits. */
 MM__INLINE size_t mm__cache_pop(struct mm_heap_s *h, mmsize_t csize)
 {
-    unsigned fl, sl;
-    mm__mapping(csize, &fl, &sl);
-    unsigned bin = fl * MM__SL_COUNT + sl;
+    unsigned bin = mm__class(csize);
     if (bin + 1u >= MM__CACHE_BINS)
         return 0;
     struct mm__cache *k = mm__cache_of(h, false);

@@ -65,23 +65,6 @@ static void mm__handle_release(struct mm_heap_s *h)
 }
 #endif
 
-/* Lay out one region [start, end + MM__HDR) as a single free chunk and an
- * end sentinel, and put the chunk in the lists. */
-static void mm__region_init(struct mm_heap_s *h, unsigned i, size_t start, size_t end)
-{
-    struct mm__header *hd = mm__hdr(h);
-    mmsize_t size = (mmsize_t)(end - start);
-    struct mm__chunk *c = mm__chunk(h, start);
-    c->prev_size = 0;
-    c->size = size;
-    struct mm__chunk *sentinel = mm__chunk(h, end);
-    sentinel->prev_size = size;
-    sentinel->size = MM__ALLOC_BIT;
-    hd->region[i].start = (mmsize_t)start;
-    hd->region[i].end = (mmsize_t)end;
-    mm__list_insert(h, start, size);
-}
-
 static size_t mm__align_up(size_t x)
 {
     return (x + MM__ALIGN - 1u) & ~(size_t)(MM__ALIGN - 1u);
@@ -96,16 +79,54 @@ static bool mm__within_model(uint64_t n)
     return n <= (uint64_t)MM_MAX_HEAPSIZE;
 }
 
+/* Make [s, s + size) (an address range) the next region of h: one free
+ * chunk and an end sentinel.  mm_initialize's first region and
+ * mm_addregion's alike; under the lock, or before anyone else sees the heap.
+ * false if the range is misplaced, too small or one region too many. */
+static bool mm__region_add(struct mm_heap_s *h, uintptr_t s, size_t size)
+{
+    struct mm__header *hd = mm__hdr(h);
+    uint32_t nregions = hd->nregions; /* read once: shared memory may change */
+    uintptr_t b = (uintptr_t)h->base;
+    if (nregions >= MM_CONFIG_REGIONS || s < b + sizeof(struct mm__header) ||
+        size > (uintptr_t)-1 - s)
+        return false;
+    uint64_t first = mm__align_up((size_t)(s - b));
+    uint64_t end = (uint64_t)((s + size - b) & ~(uintptr_t)(MM__ALIGN - 1u));
+    if (end > (uint64_t)MM_MAX_HEAPSIZE || end < first + MM__MINCHUNK + MM__HDR)
+        return false;
+    end -= MM__HDR;
+    for (unsigned i = 0; i < nregions; i++) {
+        uint64_t rs = hd->region[i].start, re = (uint64_t)hd->region[i].end + MM__HDR;
+        if (first < re && end + MM__HDR > rs)
+            return false; /* overlaps region i */
+    }
+    if (end + MM__HDR > h->limit)
+        h->limit = (size_t)(end + MM__HDR);
+    if (end + MM__HDR > hd->span)
+        hd->span = end + MM__HDR;
+    mmsize_t csize = (mmsize_t)(end - first);
+    struct mm__chunk *c = mm__chunk(h, (size_t)first);
+    c->prev_size = 0;
+    c->size = csize;
+    struct mm__chunk *sentinel = mm__chunk(h, (size_t)end);
+    sentinel->prev_size = csize;
+    sentinel->size = MM__ALLOC_BIT;
+    hd->region[nregions].start = (mmsize_t)first;
+    hd->region[nregions].end = (mmsize_t)end;
+    mm__list_insert(h, (size_t)first, csize);
+    hd->nregions = nregions + 1u;
+    return true;
+}
+
 struct mm_heap_s *mm_initialize(const char *name, void *heapstart, size_t heapsize)
 {
     if (heapstart == NULL || ((uintptr_t)heapstart & (MM_START_ALIGN - 1u)) != 0 ||
         !mm__within_model(heapsize))
         return NULL;
-    size_t first = mm__align_up(sizeof(struct mm__header));
-    size_t end = (heapsize & ~(size_t)(MM__ALIGN - 1u));
-    if (end < first + MM__MINCHUNK + MM__HDR)
+    if ((heapsize & ~(size_t)(MM__ALIGN - 1u)) <
+        mm__align_up(sizeof(struct mm__header)) + MM__MINCHUNK + MM__HDR)
         return NULL;
-    end -= MM__HDR;
 
 #if MM_CONFIG_MULTIPROCESS
     struct mm_heap_s *h = mm__handle_claim(heapstart, heapsize);
@@ -135,10 +156,10 @@ struct mm_heap_s *mm_initialize(const char *name, void *heapstart, size_t heapsi
         size_t n = strlen(name);
         memcpy(hd->name, name, n < sizeof(hd->name) - 1u ? n : sizeof(hd->name) - 1u);
     }
-    mm__region_init(h, 0, first, end);
-    hd->nregions = 1;
-    h->r0_start = first;
-    h->r0_end = end;
+    /* Cannot fail: the size was checked above. */
+    (void)mm__region_add(h, (uintptr_t)heapstart + sizeof(*hd), heapsize - sizeof(*hd));
+    h->r0_start = hd->region[0].start;
+    h->r0_end = hd->region[0].end;
     /* The magic goes in last: until then mm_attach refuses the memory. */
     mm_port_store32(&hd->magic, MM__MAGIC);
     return h;
@@ -212,31 +233,7 @@ void mm_addregion(struct mm_heap_s *h, void *start, size_t size)
         return;
     if (mm__enter(h) != 0)
         return;
-    struct mm__header *hd = mm__hdr(h);
-    uint32_t nregions = hd->nregions; /* read once: shared memory may change */
-    uintptr_t b = (uintptr_t)h->base, s = (uintptr_t)start;
-    h->last_error = MM_ERR_INVAL;
-    if (nregions >= MM_CONFIG_REGIONS || s < b + sizeof(struct mm__header) ||
-        size > (uintptr_t)-1 - s)
-        goto out;
-    uint64_t first = mm__align_up((size_t)(s - b));
-    uint64_t end = (uint64_t)((s + size - b) & ~(uintptr_t)(MM__ALIGN - 1u));
-    if (end > (uint64_t)MM_MAX_HEAPSIZE || end < first + MM__MINCHUNK + MM__HDR)
-        goto out;
-    end -= MM__HDR;
-    for (unsigned i = 0; i < nregions; i++) {
-        uint64_t rs = hd->region[i].start, re = (uint64_t)hd->region[i].end + MM__HDR;
-        if (first < re && end + MM__HDR > rs)
-            goto out; /* overlaps region i */
-    }
-    if (end + MM__HDR > h->limit)
-        h->limit = (size_t)(end + MM__HDR);
-    if (end + MM__HDR > hd->span)
-        hd->span = end + MM__HDR;
-    mm__region_init(h, (unsigned)nregions, (size_t)first, (size_t)end);
-    hd->nregions = nregions + 1u;
-    h->last_error = MM_OK;
-out:
+    h->last_error = mm__region_add(h, (uintptr_t)start, size) ? MM_OK : MM_ERR_INVAL;
     mm__leave(h);
 }
 
@@ -244,13 +241,13 @@ out:
 
 struct mm_heap_stats mm_heap_stats(struct mm_heap_s *h)
 {
-    struct mm_heap_stats st;
-    memset(&st, 0, sizeof(st));
     if (h != NULL && h->in_use != 0) {
         mm__cache_flush_mine(h); /* fold this thread's cached operations in */
-        memcpy(&st, &mm__hdr(h)->stats, sizeof(st));
+        return mm__hdr(h)->stats;
     }
-    return st;
+    struct mm_heap_stats none;
+    memset(&none, 0, sizeof(none));
+    return none;
 }
 
 enum mm_error mm_last_error(struct mm_heap_s *h)

@@ -5,7 +5,7 @@
 #define MM_HOOK_NO_MACROS
 #include "mm/mm_malloc_hook.h"
 
-#include <string.h>
+#include "heap_internal.h"
 
 static struct mm_heap_s *g_hook_heap;
 
@@ -19,29 +19,24 @@ struct mm_heap_s *mm_hook_heap(void)
     return g_hook_heap;
 }
 
+/* The heap's calls take a NULL heap (no heap hooked yet) and return NULL. */
 void *mm_hook_malloc(const char *file, int line, size_t size)
 {
-    return g_hook_heap != NULL ? mm_malloc_at(g_hook_heap, size, file, line) : NULL;
+    return mm_malloc_at(g_hook_heap, size, file, line);
 }
 
 void *mm_hook_calloc(const char *file, int line, size_t n, size_t elem_size)
 {
-    if (g_hook_heap == NULL || (elem_size != 0 && n > (size_t)-1 / elem_size))
-        return NULL;
-    void *p = mm_malloc_at(g_hook_heap, n * elem_size, file, line);
-    if (p != NULL)
-        memset(p, 0, n * elem_size);
-    return p;
+    return mm__calloc_at(g_hook_heap, n, elem_size, file, line);
 }
 
 void *mm_hook_realloc(const char *file, int line, void *mem, size_t size)
 {
-    return g_hook_heap != NULL ? mm_realloc_at(g_hook_heap, mem, size, file, line) : NULL;
+    return mm_realloc_at(g_hook_heap, mem, size, file, line);
 }
 
 void mm_hook_free(const char *file, int line, void *mem)
 {
     (void)file, (void)line;
-    if (g_hook_heap != NULL)
-        mm_free(g_hook_heap, mem);
+    mm_free(g_hook_heap, mem);
 }

@@ -102,6 +102,7 @@ _Static_assert(MM__HDR == MM_OVERHEAD, "mm.h and the heap must agree on overhead
 #define MM__FL_SHIFT    (MM__SL_LOG2 + MM__ALIGN_LOG2)
 #define MM__SMALL_LIMIT (1u << MM__FL_SHIFT)
 #define MM__FL_COUNT    (8u * sizeof(mmsize_t) - MM__FL_SHIFT + 1u)
+#define MM__CLASSES     (MM__FL_COUNT * MM__SL_COUNT)
 
 _Static_assert(MM__FL_COUNT <= 32, "first-level bitmap is one 32-bit word");
 _Static_assert(MM__SL_COUNT <= 32, "second-level bitmaps are 32-bit words");
@@ -177,7 +178,7 @@ struct mm__header {
     mm_port_lock_t lock;
     uint32_t fl_bitmap;
     uint32_t sl_bitmap[MM__FL_COUNT];
-    mmsize_t heads[MM__FL_COUNT][MM__SL_COUNT];
+    mmsize_t heads[MM__CLASSES]; /* by class: first level * MM__SL_COUNT + second */
 #if !MM_CONFIG_MULTIPROCESS
     struct mm_heap_s handle;
 #endif
@@ -255,18 +256,16 @@ static inline unsigned mm__ffs(uint32_t x) /* index of the lowest set bit, x != 
     return (unsigned)MM__CTZ32(x);
 }
 
-MM__HOT_DECL(void mm__mapping(mmsize_t size, unsigned *fl, unsigned *sl))
+/* The size class of a chunk size: first level * MM__SL_COUNT + second. */
+MM__HOT_DECL(unsigned mm__class(mmsize_t size))
 #if MM__HOT_BODY
-MM__HOT void mm__mapping(mmsize_t size, unsigned *fl, unsigned *sl)
+MM__HOT unsigned mm__class(mmsize_t size)
 {
-    if (size < MM__SMALL_LIMIT) {
-        *fl = 0;
-        *sl = (unsigned)size >> MM__ALIGN_LOG2;
-    } else {
-        unsigned f = mm__fls(size);
-        *sl = ((unsigned)size >> (f - MM__SL_LOG2)) & (MM__SL_COUNT - 1u);
-        *fl = f - MM__FL_SHIFT + 1u;
-    }
+    if (size < MM__SMALL_LIMIT)
+        return (unsigned)size >> MM__ALIGN_LOG2;
+    unsigned f = mm__fls(size);
+    unsigned sl = ((unsigned)size >> (f - MM__SL_LOG2)) & (MM__SL_COUNT - 1u);
+    return ((f - MM__FL_SHIFT + 1u) << MM__SL_LOG2) | sl;
 }
 #endif
 
@@ -277,17 +276,16 @@ MM__HOT_DECL(void mm__list_insert(const struct mm_heap_s *h, size_t off, mmsize_
 MM__HOT void mm__list_insert(const struct mm_heap_s *h, size_t off, mmsize_t size)
 {
     struct mm__header *hd = mm__hdr(h);
-    unsigned fl, sl;
-    mm__mapping(size, &fl, &sl);
-    mmsize_t head = hd->heads[fl][sl];
+    unsigned cls = mm__class(size), fl = cls >> MM__SL_LOG2;
+    mmsize_t head = hd->heads[cls];
     struct mm__chunk *c = mm__chunk(h, off);
     c->next = head;
     c->prev = 0;
     if (head != 0 && (!MM__VALIDATE || mm__off_ok(h, head)))
         mm__chunk(h, head)->prev = (mmsize_t)off;
-    hd->heads[fl][sl] = (mmsize_t)off;
+    hd->heads[cls] = (mmsize_t)off;
     hd->fl_bitmap |= (uint32_t)1 << fl; /* not 1u: 16 bits on AVR */
-    hd->sl_bitmap[fl] |= (uint32_t)1 << sl;
+    hd->sl_bitmap[fl] |= (uint32_t)1 << (cls & (MM__SL_COUNT - 1u));
 }
 #endif
 
@@ -300,17 +298,16 @@ MM__HOT bool mm__list_unlink(const struct mm_heap_s *h, size_t off, mmsize_t siz
     struct mm__header *hd = mm__hdr(h);
     struct mm__chunk *c = mm__chunk(h, off);
     mmsize_t next = c->next, prev = c->prev;
-    unsigned fl, sl;
-    mm__mapping(size, &fl, &sl);
+    unsigned cls = mm__class(size), fl = cls >> MM__SL_LOG2;
     if (MM__VALIDATE &&
         MM_UNLIKELY((next != 0 && !mm__off_ok(h, next)) || (prev != 0 && !mm__off_ok(h, prev))))
         return false;
     if (prev == 0) {
-        if (MM__VALIDATE && MM_UNLIKELY(hd->heads[fl][sl] != off))
+        if (MM__VALIDATE && MM_UNLIKELY(hd->heads[cls] != off))
             return false;
-        hd->heads[fl][sl] = next;
+        hd->heads[cls] = next;
         if (next == 0) {
-            hd->sl_bitmap[fl] &= ~((uint32_t)1 << sl);
+            hd->sl_bitmap[fl] &= ~((uint32_t)1 << (cls & (MM__SL_COUNT - 1u)));
             if (hd->sl_bitmap[fl] == 0)
                 hd->fl_bitmap &= ~((uint32_t)1 << fl);
         }
@@ -402,6 +399,11 @@ MM__INLINE bool mm__needs_repair(int result)
     return MM__VALIDATE && result != MM__DONE;
 }
 
+/* Split the allocated chunk at off (of size size) into two allocated
+ * chunks, of at and size - at bytes (each at least MM__MINCHUNK), and free
+ * the front one (front) or the back one, merging it with a free neighbour. */
+void mm__split_free(struct mm_heap_s *h, size_t off, mmsize_t size, mmsize_t at, bool front);
+
 /* Split the allocated chunk at off (of size size) to keep csize bytes,
  * freeing the tail if it can hold a chunk. */
 void mm__shrink_chunk(struct mm_heap_s *h, size_t off, mmsize_t size, mmsize_t csize);
@@ -420,6 +422,10 @@ void mm__misuse_leave(struct mm_heap_s *h, int why, const void *mem);
  * back and the caller should try once more (true; retried says whether it
  * already did).  Otherwise the failure is counted (false). */
 bool mm__failed(struct mm_heap_s *h, bool retried);
+
+/* mm_calloc with the caller's file and line (for debug records): NULL with
+ * a counted failure if n * elem_size overflows. */
+void *mm__calloc_at(struct mm_heap_s *h, size_t n, size_t elem_size, const char *file, int line);
 
 /* Validation of a user pointer: the chunk's offset, or 0 and what is wrong. */
 #define MM__PTR_OK      0
@@ -541,6 +547,14 @@ static inline void mm__cache_drop_mine(struct mm_heap_s *h)
     (void)h;
 }
 #endif
+
+/* mm__failed, seen as never asking for another try where no thread cache
+ * could give blocks back. */
+MM__INLINE bool mm__try_again(struct mm_heap_s *h, bool retried)
+{
+    bool again = mm__failed(h, retried);
+    return MM_CONFIG_CACHE && again;
+}
 
 /* The owner id recorded in cached blocks and debug records. */
 uint32_t mm__owner(void);

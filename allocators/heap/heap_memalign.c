@@ -17,7 +17,6 @@ static void *mm__memalign_once(struct mm_heap_s *h, size_t alignment, size_t siz
 
     if (mm__enter(h) != 0)
         return NULL;
-    struct mm__header *hd = mm__hdr(h);
     size_t off = mm__alloc_locked(h, want);
     if (off == 0) {
         mm__leave(h);
@@ -30,19 +29,8 @@ static void *mm__memalign_once(struct mm_heap_s *h, size_t alignment, size_t siz
     if (gap != 0 && gap < MM__MINCHUNK)
         gap += alignment; /* alignment > MM_ALIGN, so now gap >= MM__MINCHUNK */
     if (gap != 0) {
-        size_t aoff = off + gap;
-        struct mm__chunk *a = mm__chunk(h, aoff);
-        a->prev_size = (mmsize_t)gap;
-        a->size = (mmsize_t)((total - gap) | MM__ALLOC_BIT);
-        mm__chunk(h, off + total)->prev_size = (mmsize_t)(total - gap);
-        MM__CRASH_POINT(9);
-        mm__chunk(h, off)->size = (mmsize_t)(gap | MM__ALLOC_BIT); /* publishes */
-        if (mm__needs_repair(mm__free_chunk(h, off))) {
-            mm__chunk(h, off)->size = (mmsize_t)gap;
-            if (mm__rebuild(h, false))
-                hd->stats.repairs++;
-        }
-        off = aoff;
+        mm__split_free(h, off, total, (mmsize_t)gap, true);
+        off += gap;
         total = (mmsize_t)(total - gap);
     }
     mm__shrink_chunk(h, off, total, csize);
@@ -72,7 +60,7 @@ void *mm_memalign_at(struct mm_heap_s *h, size_t alignment, size_t size, const c
     }
     for (bool retried = false;; retried = true) {
         void *p = mm__memalign_once(h, alignment, size, csize, file, line);
-        if (p != NULL || !mm__failed(h, retried))
+        if (p != NULL || !mm__try_again(h, retried))
             return p;
     }
 }

@@ -164,7 +164,7 @@ void *mm_realloc_at(struct mm_heap_s *h, void *oldmem, size_t size, const char *
     }
     for (bool retried = false;; retried = true) {
         void *p = mm__realloc_once(h, oldmem, size, csize, file, line, !retried);
-        if (p != NULL || !mm__failed(h, retried))
+        if (p != NULL || !mm__try_again(h, retried))
             return p;
     }
 }

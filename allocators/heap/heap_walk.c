@@ -3,116 +3,112 @@
  * mm_checkcorruption and mm_memdump.
  *
  * One walker serves all three.  It follows each region's chain by size,
- * checking each step against the region's bounds, and calls a visitor per
- * chunk; a step that leaves the region ends the walk of that region and
- * counts as a problem.  All run under the lock and take O(chunks).
+ * checking each step against the region's bounds, counts what mm_mallinfo
+ * reports, and calls a visitor per chunk; a step that leaves the region ends
+ * the walk of that region and counts as a problem.  All run under the lock
+ * and take O(chunks).
  */
 #include "heap_internal.h"
 
 typedef bool (*mm__visit_fn)(struct mm_heap_s *h, size_t off, const struct mm__chunk *c, void *arg);
 
-/* Walk every region.  Returns the number of chain problems found (bad
- * sizes, prev_size mismatches, missing sentinels); stops early when visit
- * returns false. */
-static int mm__walk(struct mm_heap_s *h, mm__visit_fn visit, void *arg)
+/* What a walk counts as it goes: mm_mallinfo's figures (so that every walk
+ * can tell how many free chunks the chain has) and the chain's problems. */
+struct mm__tally {
+    struct mm_mallinfo_s mi;
+    int problems;
+};
+
+/* Walk every region, counting chunks into *t and chain problems (bad sizes,
+ * prev_size mismatches, missing sentinels); visit (may be NULL) sees each
+ * chunk and stops the walk by returning false. */
+static void mm__walk(struct mm_heap_s *h, struct mm__tally *t, mm__visit_fn visit, void *arg)
 {
     struct mm__header *hd = mm__hdr(h);
     uint32_t n = hd->nregions;
-    int problems = 0;
-    if (n == 0 || n > MM_CONFIG_REGIONS)
-        return 1;
+    if (n == 0 || n > MM_CONFIG_REGIONS) {
+        t->problems++;
+        return;
+    }
     for (unsigned i = 0; i < n; i++) {
         size_t start, end;
         if (!mm__region_bounds(h, i, &start, &end)) {
-            problems++;
+            t->problems++;
             continue;
         }
+        t->mi.arena += end + MM__HDR - start;
         size_t off = start;
         mmsize_t prev = 0;
         bool prev_free = false;
         while (off < end) {
             const struct mm__chunk *c = mm__chunk(h, off);
             mmsize_t size = mm__size_of(c);
+            bool is_free = !mm__is_alloc(c);
             if (size < MM__MINCHUNK || size > end - off) {
-                problems++;
+                t->problems++;
                 break;
             }
-            if (c->prev_size != prev)
-                problems++;
-            if (prev_free && !mm__is_alloc(c))
-                problems++; /* two free chunks side by side */
+            if (c->prev_size != prev || (prev_free && is_free))
+                t->problems++; /* stale prev_size, or two free chunks side by side */
+            if (is_free) {
+                t->mi.ordblks++;
+                t->mi.fordblks += size;
+                if (size > t->mi.mxordblk)
+                    t->mi.mxordblk = size;
+            } else {
+                t->mi.aordblks++;
+                t->mi.uordblks += size;
+            }
             if (visit != NULL && !visit(h, off, c, arg))
-                return problems;
-            prev_free = !mm__is_alloc(c);
+                return;
+            prev_free = is_free;
             prev = size;
             off += size;
         }
-        if (off == end) {
-            const struct mm__chunk *sentinel = mm__chunk(h, end);
-            if (sentinel->size != MM__ALLOC_BIT || sentinel->prev_size != prev)
-                problems++;
-        } else if (off > end) {
-            problems++;
-        }
+        /* off > end cannot be: no step goes past end */
+        const struct mm__chunk *sentinel = mm__chunk(h, end);
+        if (off == end && (sentinel->size != MM__ALLOC_BIT || sentinel->prev_size != prev))
+            t->problems++;
     }
-    return problems;
+}
+
+/* Give back this thread's cached blocks (so that they count as free) and
+ * lock h; a broken heap is refused unless broken_ok.  false: not locked. */
+static bool mm__walk_lock(struct mm_heap_s *h, bool broken_ok)
+{
+    if (h == NULL || h->in_use == 0)
+        return false;
+    mm__cache_flush_mine(h);
+    return (broken_ok ? mm__lock(h) : mm__enter(h)) == 0;
 }
 
 /* ---- mm_mallinfo ------------------------------------------------------------ */
 
-static bool mm__count(struct mm_heap_s *h, size_t off, const struct mm__chunk *c, void *arg)
-{
-    (void)h, (void)off;
-    struct mm_mallinfo_s *mi = arg;
-    size_t size = mm__size_of(c);
-    if (mm__is_alloc(c)) {
-        mi->aordblks++;
-        mi->uordblks += size;
-    } else {
-        mi->ordblks++;
-        mi->fordblks += size;
-        if (size > mi->mxordblk)
-            mi->mxordblk = size;
-    }
-    return true;
-}
-
 struct mm_mallinfo_s mm_mallinfo(struct mm_heap_s *h)
 {
-    struct mm_mallinfo_s mi;
-    memset(&mi, 0, sizeof(mi));
-    if (h == NULL || h->in_use == 0)
-        return mi;
-    mm__cache_flush_mine(h);
-    if (mm__enter(h) != 0)
-        return mi;
-    struct mm__header *hd = mm__hdr(h);
-    for (unsigned i = 0; i < hd->nregions && i < MM_CONFIG_REGIONS; i++) {
-        size_t s, e;
-        if (mm__region_bounds(h, i, &s, &e))
-            mi.arena += e + MM__HDR - s;
+    struct mm__tally t;
+    memset(&t, 0, sizeof(t));
+    if (mm__walk_lock(h, false)) {
+        mm__walk(h, &t, NULL, NULL);
+        mm__leave(h);
     }
-    (void)mm__walk(h, mm__count, &mi);
-    mm__leave(h);
-    return mi;
+    return t.mi;
 }
 
 /* ---- mm_checkcorruption ---------------------------------------------------- */
 
-struct mm__check {
-    size_t free_chunks;
-    int problems;
-};
-
-static bool mm__check_chunk(struct mm_heap_s *h, size_t off, const struct mm__chunk *c, void *arg)
+#if MM_CONFIG_DEBUG
+/* Debug builds: every allocated chunk's guard is whole. */
+static bool mm__check_guard(struct mm_heap_s *h, size_t off, const struct mm__chunk *c, void *arg)
 {
-    struct mm__check *ck = arg;
-    if (!mm__is_alloc(c))
-        ck->free_chunks++;
-    else if (!mm__debug_guard_ok(h, off))
-        ck->problems++;
+    if (mm__is_alloc(c) && !mm__debug_guard_ok(h, off))
+        (*(int *)arg)++;
     return true;
 }
+#define MM__CHECK_VISIT mm__check_guard
+#else
+#define MM__CHECK_VISIT NULL
+#endif
 
 /* Every list entry is a free chunk of the list's class, linked both ways;
  * the bitmaps say which lists are non-empty; the lists hold as many chunks
@@ -122,29 +118,25 @@ static int mm__check_lists(struct mm_heap_s *h, size_t free_chunks)
     struct mm__header *hd = mm__hdr(h);
     int problems = 0;
     size_t seen = 0;
-    for (unsigned fl = 0; fl < MM__FL_COUNT; fl++) {
-        if (((hd->fl_bitmap >> fl) & 1u) != (hd->sl_bitmap[fl] != 0))
+    for (unsigned cls = 0; cls < MM__CLASSES; cls++) {
+        unsigned fl = cls >> MM__SL_LOG2, sl = cls & (MM__SL_COUNT - 1u);
+        if (sl == 0 && ((hd->fl_bitmap >> fl) & 1u) != (hd->sl_bitmap[fl] != 0))
             problems++;
-        for (unsigned sl = 0; sl < MM__SL_COUNT; sl++) {
-            size_t off = hd->heads[fl][sl], prev = 0;
-            if (((hd->sl_bitmap[fl] >> sl) & 1u) != (off != 0))
+        size_t off = hd->heads[cls], prev = 0;
+        if (((hd->sl_bitmap[fl] >> sl) & 1u) != (off != 0))
+            problems++;
+        while (off != 0) {
+            size_t rs, re;
+            if (!mm__off_ok(h, off) || mm__region_of(h, off, &rs, &re) < 0 || seen > free_chunks) {
                 problems++;
-            while (off != 0) {
-                size_t rs, re;
-                if (!mm__off_ok(h, off) || mm__region_of(h, off, &rs, &re) < 0 ||
-                    seen > free_chunks) {
-                    problems++;
-                    break;
-                }
-                const struct mm__chunk *c = mm__chunk(h, off);
-                unsigned cfl, csl;
-                mm__mapping(mm__size_of(c), &cfl, &csl);
-                if (mm__is_alloc(c) || cfl != fl || csl != sl || c->prev != prev)
-                    problems++;
-                seen++;
-                prev = off;
-                off = c->next;
+                break;
             }
+            const struct mm__chunk *c = mm__chunk(h, off);
+            if (mm__is_alloc(c) || mm__class(mm__size_of(c)) != cls || c->prev != prev)
+                problems++;
+            seen++;
+            prev = off;
+            off = c->next;
         }
     }
     if (seen != free_chunks)
@@ -154,25 +146,22 @@ static int mm__check_lists(struct mm_heap_s *h, size_t free_chunks)
 
 int mm_checkcorruption(struct mm_heap_s *h)
 {
-    if (h == NULL || h->in_use == 0)
+    if (!mm__walk_lock(h, true))
         return 1;
-    mm__cache_flush_mine(h);
-    if (mm__lock(h) != 0)
-        return 1;
-    struct mm__header *hd = mm__hdr(h);
-    struct mm__check ck = {0, 0};
-    int problems = hd->state != MM__STATE_OK ? 1 : 0;
-    problems += mm__walk(h, mm__check_chunk, &ck);
-    problems += ck.problems;
-    if (problems == 0)
-        problems += mm__check_lists(h, ck.free_chunks);
+    struct mm__tally t;
+    memset(&t, 0, sizeof(t));
+    t.problems = mm__hdr(h)->state != MM__STATE_OK;
+    mm__walk(h, &t, MM__CHECK_VISIT, &t.problems);
+    if (t.problems == 0)
+        t.problems = mm__check_lists(h, t.mi.ordblks);
     mm__leave(h);
-    return problems;
+    return t.problems;
 }
 
 /* ---- mm_memdump ---------------------------------------------------------------- */
 
 struct mm__dump {
+    struct mm__tally t;
     struct mm_dump_filter filter;
     mm_dump_fn fn;
     void *arg;
@@ -214,19 +203,16 @@ static bool mm__dump_chunk(struct mm_heap_s *h, size_t off, const struct mm__chu
 size_t mm_memdump(struct mm_heap_s *h, const struct mm_dump_filter *filter, mm_dump_fn fn,
                   void *arg)
 {
-    if (h == NULL || fn == NULL || h->in_use == 0)
-        return 0;
-    mm__cache_flush_mine(h);
-    if (mm__enter(h) != 0)
-        return 0;
     struct mm__dump d;
     memset(&d, 0, sizeof(d));
+    if (fn == NULL || !mm__walk_lock(h, false))
+        return 0;
     d.filter.kinds = MM_DUMP_ALLOCATED;
     if (filter != NULL)
         d.filter = *filter;
     d.fn = fn;
     d.arg = arg;
-    (void)mm__walk(h, mm__dump_chunk, &d);
+    mm__walk(h, &d.t, mm__dump_chunk, &d);
     mm__leave(h);
     return d.reported;
 }
