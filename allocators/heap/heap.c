@@ -341,15 +341,10 @@ void mm_free(struct mm_heap_s *h, void *mem)
     if (mm__cache_push(h, mem))
         return;
 #endif
-    if (mm__enter(h) != 0)
+    size_t off = mm__enter_user(h, mem);
+    if (MM_UNLIKELY(off == 0))
         return;
     struct mm__header *hd = mm__hdr(h);
-    int why;
-    size_t off = mm__user_chunk(h, mem, &why);
-    if (MM_UNLIKELY(why != MM__PTR_OK)) {
-        mm__misuse_leave(h, why, mem);
-        return;
-    }
     bool guard_ok = mm__debug_on_free(h, off);
     if (MM_UNLIKELY(mm__needs_repair(mm__free_chunk(h, off)))) {
         if (mm__rebuild(h, false)) {

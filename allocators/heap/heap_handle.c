@@ -269,25 +269,27 @@ enum mm_error mm_heap_state(struct mm_heap_s *h)
 #define MM__PHRASE(long_, short_) short_
 #endif
 
+/* The phrases of mm_strerror, in the order of enum mm_error, one string
+ * (a table of pointers would cost flash as well). */
+/* clang-format off */
+static const char mm__phrases[] =
+    "success\0"
+    MM__PHRASE("no free chunk large enough", "no memory") "\0"
+    "invalid argument\0"
+    MM__PHRASE("heap chunk chain broken; heap refuses work", "heap broken") "\0"
+    MM__PHRASE("heap lock unusable", "lock unusable") "\0"
+    MM__PHRASE("no free heap handle in this process", "no handle") "\0"
+    MM__PHRASE("memory holds no heap of this layout and size", "not a heap") "\0"
+    MM__PHRASE("unknown error", "unknown");
+/* clang-format on */
+
 const char *mm_strerror(enum mm_error err)
 {
-    switch (err) {
-    case MM_OK:
-        return "success";
-    case MM_ERR_NOMEM:
-        return MM__PHRASE("no free chunk large enough", "no memory");
-    case MM_ERR_INVAL:
-        return "invalid argument";
-    case MM_ERR_BROKEN:
-        return MM__PHRASE("heap chunk chain broken; heap refuses work", "heap broken");
-    case MM_ERR_LOCK:
-        return MM__PHRASE("heap lock unusable", "lock unusable");
-    case MM_ERR_HANDLES:
-        return MM__PHRASE("no free heap handle in this process", "no handle");
-    case MM_ERR_NOTHEAP:
-        return MM__PHRASE("memory holds no heap of this layout and size", "not a heap");
-    }
-    return MM__PHRASE("unknown error", "unknown");
+    unsigned n = (unsigned)err <= MM_ERR_NOTHEAP ? (unsigned)err : MM_ERR_NOTHEAP + 1u;
+    const char *p = mm__phrases;
+    while (n-- > 0)
+        p += strlen(p) + 1u;
+    return p;
 }
 
 /* ---- Owner ids ---------------------------------------------------------- */

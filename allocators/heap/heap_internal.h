@@ -433,6 +433,23 @@ void *mm__calloc_at(struct mm_heap_s *h, size_t n, size_t elem_size, const char 
 #define MM__PTR_FREED   2
 size_t mm__user_chunk(const struct mm_heap_s *h, const void *mem, int *why);
 
+/* Lock h (mm__enter) and validate mem as a live allocation of h: its chunk
+ * offset with the lock held, or 0 unlocked (h refused, or mem misused:
+ * counted and reported through mm__misuse_leave). */
+MM__HOT_DECL(size_t mm__enter_user(struct mm_heap_s *h, const void *mem))
+#if MM__HOT_BODY
+MM__HOT size_t mm__enter_user(struct mm_heap_s *h, const void *mem)
+{
+    if (MM_UNLIKELY(mm__enter(h) != 0))
+        return 0;
+    int why;
+    size_t off = mm__user_chunk(h, mem, &why);
+    if (MM_UNLIKELY(why != MM__PTR_OK))
+        mm__misuse_leave(h, why, mem);
+    return off; /* 0 unless why is MM__PTR_OK */
+}
+#endif
+
 /* Region bounds, checked against the handle's limit; false if corrupted. */
 MM__HOT_DECL(bool mm__region_bounds(const struct mm_heap_s *h, unsigned i, size_t *start,
                                     size_t *end))

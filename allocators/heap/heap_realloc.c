@@ -108,15 +108,10 @@ static size_t mm__resize(struct mm_heap_s *h, size_t off, mmsize_t csize, bool *
 static void *mm__realloc_once(struct mm_heap_s *h, void *oldmem, size_t size, mmsize_t csize,
                               const char *file, int line, bool first)
 {
-    if (mm__enter(h) != 0)
+    size_t off = mm__enter_user(h, oldmem);
+    if (off == 0)
         return NULL;
     struct mm__header *hd = mm__hdr(h);
-    int why;
-    size_t off = mm__user_chunk(h, oldmem, &why);
-    if (why != MM__PTR_OK) {
-        mm__misuse_leave(h, why, oldmem);
-        return NULL;
-    }
     /* Bytes written past the block would be moved or overwritten below. */
     bool guard_ok = !first || mm__debug_guard_ok(h, off);
     if (!guard_ok)
