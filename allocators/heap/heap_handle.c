@@ -79,6 +79,15 @@ static bool mm__within_model(uint64_t n)
     return n <= (uint64_t)MM_MAX_HEAPSIZE;
 }
 
+/* Heap offsets and sizes up to past MM_MAX_HEAPSIZE, and any size_t, without
+ * wrapping: 64 bits only where the model or size_t needs them (16-bit AVR
+ * pays dearly for them). */
+#if MM_CONFIG_SMALL && SIZE_MAX <= 0xffffffffu
+typedef uint32_t mm__wide_t;
+#else
+typedef uint64_t mm__wide_t;
+#endif
+
 /* Make [s, s + size) (an address range) the next region of h: one free
  * chunk and an end sentinel.  mm_initialize's first region and
  * mm_addregion's alike; under the lock, or before anyone else sees the heap.
@@ -91,13 +100,13 @@ static bool mm__region_add(struct mm_heap_s *h, uintptr_t s, size_t size)
     if (nregions >= MM_CONFIG_REGIONS || s < b + sizeof(struct mm__header) ||
         size > (uintptr_t)-1 - s)
         return false;
-    uint64_t first = mm__align_up((size_t)(s - b));
-    uint64_t end = (uint64_t)((s + size - b) & ~(uintptr_t)(MM__ALIGN - 1u));
-    if (end > (uint64_t)MM_MAX_HEAPSIZE || end < first + MM__MINCHUNK + MM__HDR)
+    mm__wide_t first = mm__align_up((size_t)(s - b));
+    mm__wide_t end = (mm__wide_t)((s + size - b) & ~(uintptr_t)(MM__ALIGN - 1u));
+    if (end > (mm__wide_t)MM_MAX_HEAPSIZE || end < first + MM__MINCHUNK + MM__HDR)
         return false;
     end -= MM__HDR;
     for (unsigned i = 0; i < nregions; i++) {
-        uint64_t rs = hd->region[i].start, re = (uint64_t)hd->region[i].end + MM__HDR;
+        mm__wide_t rs = hd->region[i].start, re = (mm__wide_t)hd->region[i].end + MM__HDR;
         if (first < re && end + MM__HDR > rs)
             return false; /* overlaps region i */
     }
