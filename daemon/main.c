@@ -254,6 +254,7 @@ static void begin_stop(const char *why)
     if (socket_bound)
         unlink(socket_path);
     server_close_all(false);
+    orphans_stop();
     uv_close((uv_handle_t *)&sig_term, NULL);
     uv_close((uv_handle_t *)&sig_int, NULL);
     uv_close((uv_handle_t *)&sig_hup, NULL);
@@ -414,6 +415,8 @@ int main(int argc, char **argv)
     uv_signal_start(&sig_term, on_signal, SIGTERM);
     uv_signal_start(&sig_int, on_signal, SIGINT);
     uv_signal_start(&sig_hup, on_signal, SIGHUP);
+    if (restored > 0)
+        orphans_adopt();
 
     log_notice("ready socket=%s segment=%llu page=%zu regions=%zu restored=%d config=%s",
                socket_bound ? socket_path : "(passed by systemd)",

@@ -6,7 +6,8 @@
  * page allocator), region.c (the table of regions), access.c (who may do
  * what), client.c (connections: sockets, buffers, descriptors), dispatch.c
  * (Varlink calls to handlers), methods.c (io.mmsrvd), reclaim.c (what a
- * departed client owned), monitor.c (the event stream), systemd.c
+ * departed client owned), orphans.c (owners a restored region names),
+ * monitor.c (the event stream), systemd.c
  * (readiness, socket activation, the descriptor store), main.c (options,
  * start-up, signals, shutdown).  Everything runs on the libuv loop's thread
  * except the work reclaim.c and methods.c hand to libuv's thread pool (the
@@ -288,8 +289,14 @@ struct attachment *conn_find_attachment(struct conn *c, const char *name);
 /* reclaim.c                                                            */
 /* ------------------------------------------------------------------ */
 
+/* Owner ids from here up are private (a peer whose pid the daemon cannot
+ * see); below, an owner id is its process's pid. */
+#define OWNER_PRIVATE_FIRST 0x80000000u
+
 /* The per-process record that owner ids come from: one per peer pid. */
 struct owner *owner_get(pid_t pid);
+/* Hand out private ids past id from now on (one a restored region names). */
+void owner_skip_private(uint32_t id);
 uint32_t owner_id(const struct owner *o);
 /* Its reclaim runs: its connections' calls wait. */
 bool owner_busy(const struct owner *o);
@@ -301,6 +308,12 @@ void owner_put(struct owner *o, bool reclaim);
 /* Owners that are not reclaiming drop what they remember of r (a destroyed
  * region nobody attaches any more needs no reclaim).  May free r. */
 void owner_forget_region(struct region *r);
+/* orphans.c: after a restore, reclaim the owners the regions name whose
+ * process is gone, and watch the live ones until they exit. */
+void orphans_adopt(void);
+/* At shutdown: stop watching (no reclaim: clients live on). */
+void orphans_stop(void);
+
 /* Run fn(arg) on libuv's thread pool, then done(arg) on the loop. */
 int work_submit(void (*fn)(void *arg), void (*done)(void *arg), void *arg);
 size_t work_pending(void);

@@ -40,7 +40,7 @@ struct owner {
 };
 
 static struct owner *owners;
-static uint32_t next_private_id = 0x80000000u;
+static uint32_t next_private_id = OWNER_PRIVATE_FIRST;
 
 struct owner *owner_get(pid_t pid)
 {
@@ -58,11 +58,20 @@ struct owner *owner_get(pid_t pid)
     o->pid = pid;
     o->id = pid > 0 ? (uint32_t)pid : next_private_id++;
     if (next_private_id == 0)
-        next_private_id = 0x80000000u;
+        next_private_id = OWNER_PRIVATE_FIRST;
     o->nconns = 1;
     o->next = owners;
     owners = o;
     return o;
+}
+
+void owner_skip_private(uint32_t id)
+{
+    if (id >= next_private_id) {
+        next_private_id = id + 1u;
+        if (next_private_id == 0)
+            next_private_id = OWNER_PRIVATE_FIRST;
+    }
 }
 
 uint32_t owner_id(const struct owner *o)

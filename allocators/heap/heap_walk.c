@@ -173,10 +173,17 @@ static bool mm__dump_chunk(struct mm_heap_s *h, size_t off, const struct mm__chu
     struct mm__dump *d = arg;
     struct mm_block_info b;
     memset(&b, 0, sizeof(b));
-    b.allocated = mm__is_alloc(c);
-    if (!(d->filter.kinds & (b.allocated ? MM_DUMP_ALLOCATED : MM_DUMP_FREE)))
+    b.cached = MM_CONFIG_CACHE && mm__is_alloc(c) && (c->size & MM__CACHED_BIT) != 0;
+    b.allocated = mm__is_alloc(c) && !b.cached;
+    uint32_t kind = b.cached ? MM_DUMP_CACHED : b.allocated ? MM_DUMP_ALLOCATED : MM_DUMP_FREE;
+    if (!(d->filter.kinds & kind))
         return true;
-    if (b.allocated) {
+    if (b.cached) {
+        /* heap_cache.c keeps the owner id in the link word after the link */
+        b.mem = h->base + off + MM__USER_OFFSET;
+        b.size = mm__usable_size(h, off);
+        b.owner = (uint32_t)c->prev;
+    } else if (b.allocated) {
         b.mem = h->base + off + MM__USER_OFFSET;
         b.size = mm__usable_size(h, off);
 #if MM_CONFIG_DEBUG

@@ -337,6 +337,23 @@ int iob_channel_count(struct iob_pool_s *h, int id)
     return n > mask + 1u ? -MM_EUCLEAN : (int)n;
 }
 
+#if MM_CONFIG_MULTIPROCESS
+int iob_channel_ends(struct iob_pool_s *h, int id, uint32_t *sender, uint32_t *receiver)
+{
+    int bad = iob__channel_id_bad(h, id);
+    if (bad != 0)
+        return bad;
+    if (sender == NULL || receiver == NULL)
+        return iob__fail(h, -MM_EINVAL);
+    const struct iob__chan *c = &h->chan[id];
+    if (mm_port_load32(&c->state) != IOB__CH_ACTIVE)
+        return -MM_ENOENT;
+    *sender = (c->flags & IOB_CHANNEL_MULTI_SENDER) ? 0u : c->sender;
+    *receiver = (c->flags & IOB_CHANNEL_MULTI_RECEIVER) ? 0u : c->receiver;
+    return 0;
+}
+#endif
+
 /* ---- Sending and receiving ------------------------------------------------------- */
 
 int iob_send(struct iob_pool_s *h, int id, struct iob_s *iob, int32_t timeout_ms)

@@ -344,8 +344,62 @@ static void test_owner_id(void)
     ch_close(&t);
 }
 
+/* mm_memdump with MM_DUMP_CACHED names the owner of every block another
+ * process left cached (mmsrvd finds dead owners so after a restart), and
+ * never as allocated. */
+struct cached_seen {
+    unsigned cached, allocated;
+    uint32_t owner;
+};
+
+static bool note_block(void *arg, const struct mm_block_info *b)
+{
+    struct cached_seen *s = arg;
+    if (b->cached) {
+        s->cached++;
+        s->owner = b->owner;
+        CU_ASSERT(!b->allocated && b->size >= 40 && b->mem != NULL);
+    } else if (b->allocated) {
+        s->allocated++;
+    }
+    return true;
+}
+
+static void test_dump_names_cache_owners(void)
+{
+    struct ch t;
+    ch_open(&t);
+    void *mine = mm_malloc(t.h, 100);
+    pid_t child = fork();
+    CU_ASSERT_FATAL(child >= 0);
+    if (child == 0) {
+        mm_set_owner_id(777);
+        mm_free(t.h, mm_malloc(t.h, 40));
+        _exit(0); /* dies with one block cached under 777 */
+    }
+    CU_ASSERT(tu_exited_ok(tu_wait_child(child, 10000)));
+    struct cached_seen seen = {0, 0, 0};
+    struct mm_dump_filter cached = {.kinds = MM_DUMP_CACHED};
+    CU_ASSERT_EQUAL(mm_memdump(t.h, &cached, note_block, &seen), 1);
+    CU_ASSERT_EQUAL(seen.cached, 1);
+    CU_ASSERT_EQUAL(seen.allocated, 0);
+    CU_ASSERT_EQUAL(seen.owner, 777);
+    struct mm_dump_filter by_other = {.kinds = MM_DUMP_CACHED, .owner = 778};
+    CU_ASSERT_EQUAL(mm_memdump(t.h, &by_other, note_block, &seen), 0);
+    /* the default dump shows what is in use: this process's block only */
+    memset(&seen, 0, sizeof(seen));
+    CU_ASSERT_EQUAL(mm_memdump(t.h, NULL, note_block, &seen), 1);
+    CU_ASSERT_EQUAL(seen.allocated, 1);
+    CU_ASSERT_EQUAL(seen.cached, 0);
+    CU_ASSERT_EQUAL(mm_reclaim_owner(t.h, 777), 1);
+    CU_ASSERT_EQUAL(mm_memdump(t.h, &cached, note_block, &seen), 0);
+    mm_free(t.h, mine);
+    ch_close(&t);
+}
+
 int main(void)
 {
+    // clang-format off
     static const struct tu_test tests[] = {
         TU_TEST(test_reuse_and_flush),
         TU_TEST(test_diagnostics_flush),
@@ -357,7 +411,9 @@ int main(void)
         TU_TEST(test_fork_does_not_share_cache),
         TU_TEST(test_reclaim_dead_owner),
         TU_TEST(test_owner_id),
+        TU_TEST(test_dump_names_cache_owners),
         TU_END,
     };
+    // clang-format on
     return tu_main("heap_cache", tests);
 }

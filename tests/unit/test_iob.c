@@ -871,12 +871,23 @@ static void t_channel_admin(void)
     iob_pool_set_owner(H, 4242);
     CU_ASSERT_EQUAL(iob_channel_connect(H, 3, IOB_CHANNEL_SEND), -MM_EBUSY);
     CU_ASSERT_EQUAL(iob_channel_connect(H, 3, IOB_CHANNEL_RECV), 0);
+#if MM_CONFIG_MULTIPROCESS /* who the ends are: mmsrvd reclaims dead ones */
+    uint32_t snd = 1, rcv = 1;
+    CU_ASSERT_EQUAL(iob_channel_ends(H, 3, &snd, &rcv), 0);
+    CU_ASSERT_EQUAL(rcv, 4242);
+    CU_ASSERT(snd != 0 && snd != 4242);
+    CU_ASSERT_EQUAL(iob_channel_ends(H, 3, NULL, &rcv), -MM_EINVAL);
+    CU_ASSERT_EQUAL(iob_channel_ends(H, -1, &snd, &rcv), -MM_EINVAL);
+#endif
     CU_ASSERT_EQUAL(iob_channel_destroy(H, 3), -MM_EBUSY);
     CU_ASSERT_EQUAL(iob_channel_disconnect(H, 3, IOB_CHANNEL_RECV), 0);
     iob_pool_set_owner(H, 0);
     CU_ASSERT_EQUAL(iob_channel_disconnect(H, 3, IOB_CHANNEL_SEND), 0);
     CU_ASSERT_EQUAL(iob_channel_destroy(H, 3), 0);
     CU_ASSERT_EQUAL(iob_channel_connect(H, 3, IOB_CHANNEL_SEND), -MM_ENOENT);
+#if MM_CONFIG_MULTIPROCESS
+    CU_ASSERT_EQUAL(iob_channel_ends(H, 3, &snd, &rcv), -MM_ENOENT);
+#endif
     CU_ASSERT_EQUAL(iob_channel_connect(H, -1, IOB_CHANNEL_SEND), -MM_EINVAL);
     CU_ASSERT_EQUAL(iob_channel_connect(H, 0, 0), -MM_EINVAL);
     for (uint32_t i = 0; i < IOB_CONFIG_CHANNELS; i++)

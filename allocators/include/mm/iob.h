@@ -457,6 +457,14 @@ int iob_channel_destroy(struct iob_pool_s *pool, int id);
 /* Chains waiting in channel id now (or a negative code). */
 int iob_channel_count(struct iob_pool_s *pool, int id);
 
+#if MM_CONFIG_MULTIPROCESS
+/* The owner ids registered as channel id's single sender and single
+ * receiver (0: none, or a multi side, which registers nobody): whom
+ * iob_pool_reclaim must see for the ends to be free again.  0 or a
+ * negative code. */
+int iob_channel_ends(struct iob_pool_s *pool, int id, uint32_t *sender, uint32_t *receiver);
+#endif
+
 /*
  * Hand chain iob (a head the caller owns) to channel id without copying:
  * O(1) whatever its length.  From then on the chain belongs to the channel,

@@ -221,12 +221,15 @@ enum mm_error mm_heap_state(struct mm_heap_s *heap);
 const char *mm_strerror(enum mm_error err);
 
 /* One chunk as mm_memdump shows it.  owner, seq, file and line are set in
- * MM_CONFIG_DEBUG builds for allocated chunks, else zero and "". */
+ * MM_CONFIG_DEBUG builds for allocated chunks, else zero and ""; a cached
+ * block's owner is set in every build. */
 struct mm_block_info {
-    void *mem;   /* the user pointer (allocated) or the chunk's payload (free) */
+    void *mem;   /* the user pointer (allocated, cached) or the chunk's payload (free) */
     size_t size; /* usable bytes: the size asked for in debug builds */
     bool allocated;
-    uint32_t owner; /* pid of the allocating process on the host */
+    bool cached;    /* freed into a thread's cache (see below); allocated is false */
+    uint32_t owner; /* pid of the allocating process on the host; for a cached
+                     * block, the owner id it is cached under */
     uint32_t seq;   /* allocation sequence number within the heap */
     int line;
     char file[16]; /* base name of the source file, truncated */
@@ -234,10 +237,15 @@ struct mm_block_info {
 
 #define MM_DUMP_ALLOCATED 0x1u
 #define MM_DUMP_FREE      0x2u
+/* Blocks freed into some thread's cache that it has not given back yet: the
+ * calling thread's own are given back before the walk, so these are other
+ * threads' and other processes' (mmsrvd reads their owner ids to reclaim
+ * what dead processes left cached).  Never reported as allocated. */
+#define MM_DUMP_CACHED 0x4u
 
 /* Which chunks mm_memdump shows.  A NULL filter shows allocated chunks. */
 struct mm_dump_filter {
-    uint32_t kinds;   /* MM_DUMP_ALLOCATED and/or MM_DUMP_FREE */
+    uint32_t kinds;   /* MM_DUMP_ALLOCATED, MM_DUMP_FREE, MM_DUMP_CACHED */
     uint32_t owner;   /* 0: any owner */
     uint32_t seq_min; /* inclusive; 0 and 0 mean any */
     uint32_t seq_max;
