@@ -645,12 +645,15 @@ static void server_on_listen(uv_poll_t *h, int status, int events)
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                /* back off: the timer takes up accepting again */
-                log_warn("accept: %s; pausing for a moment", strerror(errno));
-                uv_poll_stop(&srv_listen_poll);
-                srv_listening = false;
-            }
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return;
+            /* Out of descriptors or memory, or any error the socket keeps
+             * reporting: the poll is level-triggered and would call again
+             * at once, a busy loop.  Back off: the timer takes up
+             * accepting again. */
+            log_warn("accept: %s; pausing for a moment", strerror(errno));
+            uv_poll_stop(&srv_listen_poll);
+            srv_listening = false;
             return;
         }
         server_accept_one(fd);
