@@ -39,6 +39,17 @@ static int reply_errno(struct dispatch_call *call, int err, const char *name)
     return dispatch_error(call, error != NULL ? error : PROTO_ERR_METHOD_NOT_IMPLEMENTED, p);
 }
 
+/* ResourceUnavailable for a system call that failed with err (negative
+ * errno): what ran short, in the interface's words, and the system's text. */
+static int reply_unavailable(struct dispatch_call *call, int err)
+{
+    const char *resource = err == -EMFILE || err == -ENFILE                      ? "descriptors"
+                           : err == -ENOMEM || err == -ENOBUFS || err == -EAGAIN ? "memory"
+                                                                                 : "system";
+    return dispatch_error(call, PROTO_ERR_RESOURCE_UNAVAILABLE,
+                          json_pack("{s:s, s:s}", "resource", resource, "reason", strerror(-err)));
+}
+
 /* The region named by the "name" parameter, or NULL after an error went. */
 static struct region *lookup(struct dispatch_call *call, json_t *params)
 {
@@ -150,9 +161,7 @@ static void m_create(struct dispatch_call *call, json_t *params)
         return;
     default:
         log_err("create region=%s: %s", spec.name, strerror(-rc));
-        dispatch_error(
-            call, PROTO_ERR_NO_SPACE,
-            json_pack("{s:I, s:I}", "requested", (json_int_t)need, "available", (json_int_t)0));
+        reply_unavailable(call, rc);
         return;
     }
 }
@@ -213,9 +222,7 @@ static void m_attach(struct dispatch_call *call, json_t *params)
     int fd = writable ? r->fd : access_readonly_fd(r);
     if (fd < 0) {
         log_err("attach region=%s: no read-only descriptor: %s", r->name, strerror(-fd));
-        dispatch_error(
-            call, PROTO_ERR_NO_SPACE,
-            json_pack("{s:I, s:I}", "requested", (json_int_t)r->size, "available", (json_int_t)0));
+        reply_unavailable(call, fd);
         return;
     }
 
@@ -228,9 +235,7 @@ static void m_attach(struct dispatch_call *call, json_t *params)
             if (fd != r->fd)
                 close(fd);
             log_err("attach region=%s: out of memory", r->name);
-            dispatch_error(call, PROTO_ERR_NO_SPACE,
-                           json_pack("{s:I, s:I}", "requested", (json_int_t)r->size, "available",
-                                     (json_int_t)0));
+            reply_unavailable(call, -ENOMEM);
             return;
         }
         a->region = r;
@@ -405,9 +410,7 @@ static void m_stats(struct dispatch_call *call, json_t *params)
     }
     struct stats_job *job = calloc(1, sizeof(*job));
     if (job == NULL) {
-        dispatch_error(call, PROTO_ERR_NO_SPACE,
-                       json_pack("{s:I, s:I}", "requested", (json_int_t)sizeof(*job), "available",
-                                 (json_int_t)0));
+        reply_unavailable(call, -ENOMEM);
         return;
     }
     job->conn = c;
@@ -415,13 +418,12 @@ static void m_stats(struct dispatch_call *call, json_t *params)
     job->flags = call->flags;
     region_ref(r);
     conn_hold(c);
-    if (work_submit(stats_heap_work, stats_heap_done, job) != 0) {
+    int rc = work_submit(stats_heap_work, stats_heap_done, job);
+    if (rc != 0) {
         region_unref(r);
         conn_release(c);
         free(job);
-        dispatch_error(
-            call, PROTO_ERR_NO_SPACE,
-            json_pack("{s:I, s:I}", "requested", (json_int_t)0, "available", (json_int_t)0));
+        reply_unavailable(call, rc < 0 ? rc : -ENOMEM);
         return;
     }
     dispatch_defer(call);

@@ -38,6 +38,7 @@
 #define PROTO_ERR_REGION_EXISTS          "io.mmsrvd.RegionExists"
 #define PROTO_ERR_PERMISSION_DENIED      "io.mmsrvd.PermissionDenied"
 #define PROTO_ERR_NO_SPACE               "io.mmsrvd.NoSpace"
+#define PROTO_ERR_RESOURCE_UNAVAILABLE   "io.mmsrvd.ResourceUnavailable"
 #define PROTO_ERR_NOT_ATTACHED           "io.mmsrvd.NotAttached"
 #define PROTO_ERR_INVALID_MESSAGE        "io.mmsrvd.InvalidMessage"
 #define PROTO_ERR_INTERFACE_NOT_FOUND    "org.varlink.service.InterfaceNotFound"
@@ -186,7 +187,8 @@ bool proto_name_valid(const char *name);
 /*
  * The one table between negative errnos and error names:
  * -ENOENT RegionNotFound, -EEXIST RegionExists, -EACCES PermissionDenied,
- * -ENOSPC NoSpace, -ENOTCONN NotAttached, -EBADMSG InvalidMessage,
+ * -ENOSPC NoSpace, -EAGAIN ResourceUnavailable, -ENOTCONN NotAttached,
+ * -EBADMSG InvalidMessage,
  * -EINVAL InvalidParameter, -ENOSYS MethodNotFound, -ESRCH
  * InterfaceNotFound, -EOPNOTSUPP MethodNotImplemented.
  * proto_error_name() returns NULL for an errno the table lacks;

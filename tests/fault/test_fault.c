@@ -4,9 +4,9 @@
  * The daemon under test is mmsrvd-fault: the real daemon linked with
  * fault_shim.c, which fails one chosen libc call on one path of the daemon
  * when this program arms it through a shared control block (fault_ctl.h).
- * For each fault: the caller gets a named error (NoSpace, with what it asked
- * for and nothing available, is how io.mmsrvd reports a resource the daemon
- * could not get), nothing is half made (ListRegions), the pages and the
+ * For each fault: the caller gets a named error (ResourceUnavailable, saying
+ * what ran short: descriptors, memory or the system, and the system's words
+ * for it), nothing is half made (ListRegions), the pages and the
  * descriptors the failed call took come back (a region as big as the
  * largest free run still fits; the daemon's descriptor count returns to its
  * baseline), other clients go on, the same call succeeds once the fault is
@@ -34,7 +34,8 @@
 #include "region.h"
 #include "test_util.h"
 
-#define NO_SPACE "io.mmsrvd.NoSpace"
+#define NO_SPACE    "io.mmsrvd.NoSpace"
+#define UNAVAILABLE "io.mmsrvd.ResourceUnavailable"
 /* A small segment, so that a heap as big as its largest free run is
  * within what a heap may hold. */
 #define CONFIG    "{ \"segment_size\": 4194304 }\n"
@@ -102,14 +103,15 @@ static void expect_result(json_t *reply)
     json_decref(reply);
 }
 
-/* The reply must be NoSpace with nothing available (requested >= 0: and
- * that many bytes requested). */
-static void expect_nospace(json_t *reply, long long requested)
+/* The reply must be ResourceUnavailable for a system call that failed with
+ * err: what ran short, and the system's words for err. */
+static void expect_unavailable(json_t *reply, int err)
 {
-    CU_ASSERT(it_is_error(reply, NO_SPACE, NULL, NULL));
-    if (requested >= 0)
-        CU_ASSERT_EQUAL(it_int_at(reply, "parameters.requested", -1), requested);
-    CU_ASSERT_EQUAL(it_int_at(reply, "parameters.available", -1), 0);
+    const char *resource = err == EMFILE || err == ENFILE ? "descriptors"
+                           : err == ENOMEM                ? "memory"
+                                                          : "system";
+    CU_ASSERT(it_is_error(reply, UNAVAILABLE, "resource", resource));
+    CU_ASSERT(it_is_error(reply, UNAVAILABLE, "reason", strerror(err)));
     json_decref(reply);
 }
 
@@ -295,8 +297,8 @@ static void end(void)
 /* ---- CreateRegion -------------------------------------------------------- */
 
 /*
- * Fail the create's call with err: a NoSpace reply naming the size asked
- * for, no region listed, every page back (a heap as big as the largest free
+ * Fail the create's call with err: a ResourceUnavailable reply naming what
+ * ran short, no region listed, every page back (a heap as big as the largest free
  * run before still fits), every descriptor back; then the same create
  * succeeds.
  */
@@ -306,7 +308,7 @@ static void create_fails_cleanly(enum fault_call call, int err)
     int fd = connect_or_fail();
     int base = it_settled_fds(g_d.pid); /* with this connection */
     fault_arm(call, 0, 1, err);
-    expect_nospace(create_heap(fd, "victim", REG_BYTES), REG_BYTES);
+    expect_unavailable(create_heap(fd, "victim", REG_BYTES), err);
     CU_ASSERT_EQUAL(fault_injected(), 1);
     fault_clear();
 
@@ -324,22 +326,22 @@ static void create_fails_cleanly(enum fault_call call, int err)
     end();
 }
 
-static void test_create_memfd_emfile_replies_nospace_and_leaks_nothing(void)
+static void test_create_memfd_emfile_replies_unavailable_and_leaks_nothing(void)
 {
     create_fails_cleanly(FAULT_MEMFD_CREATE, EMFILE);
 }
 
-static void test_create_ftruncate_enomem_replies_nospace_and_leaks_nothing(void)
+static void test_create_ftruncate_enomem_replies_unavailable_and_leaks_nothing(void)
 {
     create_fails_cleanly(FAULT_FTRUNCATE, ENOMEM);
 }
 
-static void test_create_add_seals_ebusy_replies_nospace_and_leaks_nothing(void)
+static void test_create_add_seals_ebusy_replies_unavailable_and_leaks_nothing(void)
 {
     create_fails_cleanly(FAULT_ADD_SEALS, EBUSY);
 }
 
-static void test_create_mmap_enomem_replies_nospace_and_leaks_nothing(void)
+static void test_create_mmap_enomem_replies_unavailable_and_leaks_nothing(void)
 {
     create_fails_cleanly(FAULT_MAP_REGION, ENOMEM);
 }
@@ -362,7 +364,7 @@ static void test_failed_create_keeps_existing_region_and_data(void)
     size_t data_off = (size_t)REG_BYTES / 2, data_len = (size_t)REG_BYTES / 4;
     tu_pattern_fill(mem + data_off, data_len, 42);
 
-    expect_nospace(create_heap(fd, "victim", REG_BYTES), REG_BYTES);
+    expect_unavailable(create_heap(fd, "victim", REG_BYTES), ENOMEM);
     CU_ASSERT_EQUAL(fault_injected(), 1);
     fault_clear();
 
@@ -383,18 +385,18 @@ static void test_failed_create_keeps_existing_region_and_data(void)
 /* ---- Attach read-only ---------------------------------------------------- */
 
 /*
- * The read-only grant's reopen through /proc fails: NoSpace naming the
- * region's size, no descriptor sent, no attachment counted, nothing leaked;
+ * The read-only grant's reopen through /proc fails: ResourceUnavailable
+ * (descriptors), no descriptor sent, no attachment counted, nothing leaked;
  * the next read-only attach gets a descriptor that really is read-only.
  */
-static void test_attach_readonly_reopen_failure_replies_nospace_and_leaks_nothing(void)
+static void test_attach_readonly_reopen_failure_replies_unavailable_and_leaks_nothing(void)
 {
     int base;
     int fd = begin_with_region("ro", &base);
 
     fault_arm(FAULT_OPEN_PROC_FD, 0, 1, EMFILE);
     int rfd;
-    expect_nospace(attach(fd, "ro", false, &rfd), REG_BYTES);
+    expect_unavailable(attach(fd, "ro", false, &rfd), EMFILE);
     CU_ASSERT_EQUAL(rfd, -1);
     CU_ASSERT_EQUAL(fault_injected(), 1);
     fault_clear();
@@ -636,13 +638,13 @@ static void test_killed_client_is_reclaimed_while_creates_fail(void)
     CU_ASSERT(pool_free_is(&held));
 
     fault_arm(FAULT_MEMFD_CREATE, 0, 1 << 30, ENOMEM);
-    expect_nospace(create_heap(fd, "blocked", REG_BYTES), REG_BYTES);
+    expect_unavailable(create_heap(fd, "blocked", REG_BYTES), ENOMEM);
     kill(child.pid, SIGKILL);
     int status = it_finish(&child, IT_WAIT_MS);
     CU_ASSERT(status != -1 && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
     CU_ASSERT(tu_wait_until(pool_free_is, &all, IT_WAIT_MS));
     CU_ASSERT(wait_clients("pool", 0));
-    expect_nospace(create_heap(fd, "blocked", REG_BYTES), REG_BYTES);
+    expect_unavailable(create_heap(fd, "blocked", REG_BYTES), ENOMEM);
     CU_ASSERT_EQUAL(fault_injected(), 2);
 
     fault_clear();
@@ -660,12 +662,12 @@ int main(void)
         return 1;
     }
     static const struct tu_test tests[] = {
-        TU_TEST(test_create_memfd_emfile_replies_nospace_and_leaks_nothing),
-        TU_TEST(test_create_ftruncate_enomem_replies_nospace_and_leaks_nothing),
-        TU_TEST(test_create_add_seals_ebusy_replies_nospace_and_leaks_nothing),
-        TU_TEST(test_create_mmap_enomem_replies_nospace_and_leaks_nothing),
+        TU_TEST(test_create_memfd_emfile_replies_unavailable_and_leaks_nothing),
+        TU_TEST(test_create_ftruncate_enomem_replies_unavailable_and_leaks_nothing),
+        TU_TEST(test_create_add_seals_ebusy_replies_unavailable_and_leaks_nothing),
+        TU_TEST(test_create_mmap_enomem_replies_unavailable_and_leaks_nothing),
         TU_TEST(test_failed_create_keeps_existing_region_and_data),
-        TU_TEST(test_attach_readonly_reopen_failure_replies_nospace_and_leaks_nothing),
+        TU_TEST(test_attach_readonly_reopen_failure_replies_unavailable_and_leaks_nothing),
         TU_TEST(test_reply_write_eagain_is_queued_and_arrives_with_its_descriptor),
         TU_TEST(test_reply_write_error_once_is_retried_and_arrives),
         TU_TEST(test_reply_write_failing_drops_only_that_connection),
