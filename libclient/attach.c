@@ -199,6 +199,10 @@ int mmsrv_detach(struct mmsrv_client *client, struct mmsrv_region *region)
         return mmsrv__fail(-EINVAL);
     }
     pthread_mutex_lock(&client->lock);
+    if (client->monitoring) {
+        pthread_mutex_unlock(&client->lock);
+        return mmsrv__fail(-EBUSY); /* as every call: it could not be sent */
+    }
     struct mmsrv__region **link = &client->regions;
     while (*link != NULL && &(*link)->pub != region) {
         link = &(*link)->next;

@@ -5,7 +5,8 @@
  * public call takes the lock for its whole length, so the blocking call
  * machinery (connection.c), the reply readers (reply.c) and the region
  * calls (regions.c, attach.c) run one at a time per connection and never
- * see each other's half-done state.
+ * see each other's half-done state.  A connection turned into a monitor
+ * stream (monitor.c) serves mmsrv_monitor_next() alone.
  */
 #ifndef MMSRV_CLIENT_H
 #define MMSRV_CLIENT_H
@@ -34,6 +35,9 @@ struct mmsrv_client {
     /* A reply timed out or the stream lost its framing: the socket is shut
      * down and every later call fails with -ECONNRESET. */
     bool broken;
+    /* mmsrv_monitor_start() sent Monitor: the socket carries events, and
+     * every call but mmsrv_monitor_next() fails with -EBUSY. */
+    bool monitoring;
     struct mmsrv__region *regions;
 };
 
@@ -58,6 +62,27 @@ struct mmsrv__reply {
 int mmsrv__call(struct mmsrv_client *client, const char *method, json_t *params,
                 struct mmsrv__reply *out);
 
+/* The steps of a call, for monitor.c's stream; the caller holds the lock. */
+
+/* Encode and send one call with flags (PROTO_MORE...); params is stolen.
+ * 0, -ENOMEM, or the send's -errno (the connection is then broken). */
+int mmsrv__send_call(struct mmsrv_client *client, const char *method, json_t *params,
+                     unsigned flags);
+
+/* One recvmsg into the reader, waiting at most the receive timeout.  >0
+ * bytes received, 0 nothing came in that time (EAGAIN), -ECONNRESET when
+ * the daemon closed, another -errno.  Descriptors go to fds up to cap (*nfds
+ * counts them); the rest, or all when fds is NULL, are closed. */
+int mmsrv__receive(struct mmsrv_client *client, int *fds, size_t *nfds, size_t cap);
+
+/* The connection can no longer be trusted to pair replies with calls (or
+ * to frame events): shut the socket down; every later call fails with
+ * -ECONNRESET. */
+void mmsrv__connection_break(struct mmsrv_client *client);
+
+/* CLOCK_MONOTONIC in milliseconds. */
+int64_t mmsrv__now_ms(void);
+
 /* Close the descriptors nobody took and free the reply. */
 void mmsrv__reply_release(struct mmsrv__reply *reply);
 
@@ -68,6 +93,9 @@ int mmsrv__reply_take_fd(struct mmsrv__reply *reply, const json_t *params, const
 /* Record err as this thread's failure without a Varlink error name (a bad
  * argument, a reply the library cannot use); returns err. */
 int mmsrv__fail(int err);
+/* Record the daemon's error name as this thread's failure; returns its
+ * errno (-EPROTO for a name the library does not know). */
+int mmsrv__fail_error(const char *name);
 
 /* A call whose only parameter is a region name and whose reply has nothing
  * the caller needs (DestroyRegion, Detach); the caller holds the lock. */

@@ -51,6 +51,12 @@ int mmsrv__fail(int err)
     return err;
 }
 
+int mmsrv__fail_error(const char *name)
+{
+    error_name_set(name);
+    return proto_error_errno(name);
+}
+
 /* ---- Addresses ---------------------------------------------------------- */
 
 /* Fill sa from a Varlink address ("unix:/path", "unix:@abstract", a plain
@@ -196,15 +202,14 @@ int mmsrv_fd(const struct mmsrv_client *client)
 
 /* ---- Sending and receiving --------------------------------------------- */
 
-static int64_t now_ms(void)
+int64_t mmsrv__now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* The connection can no longer be trusted to pair replies with calls. */
-static void connection_break(struct mmsrv_client *c)
+void mmsrv__connection_break(struct mmsrv_client *c)
 {
     c->broken = true;
     shutdown(c->fd, SHUT_RDWR);
@@ -230,6 +235,21 @@ static int send_all(struct mmsrv_client *c, const char *buf, size_t len)
     return 0;
 }
 
+int mmsrv__send_call(struct mmsrv_client *c, const char *method, json_t *params, unsigned flags)
+{
+    size_t len;
+    char *call = proto_encode_call(method, params, flags, &len);
+    if (call == NULL) {
+        return -ENOMEM;
+    }
+    int rc = send_all(c, call, len);
+    free(call);
+    if (rc < 0) {
+        mmsrv__connection_break(c);
+    }
+    return rc;
+}
+
 /* Keep the descriptors of the control message in fds[] up to its capacity
  * (*nfds counts them); close the rest. */
 static void collect_fds(struct msghdr *mh, int *fds, size_t *nfds, size_t cap)
@@ -252,10 +272,7 @@ static void collect_fds(struct msghdr *mh, int *fds, size_t *nfds, size_t cap)
     }
 }
 
-/* One recvmsg into the reader, waiting at most the receive timeout.  >0
- * bytes received, 0 nothing came in that time (EAGAIN), -ECONNRESET when
- * the daemon closed, another -errno. */
-static int receive_some(struct mmsrv_client *c, int *fds, size_t *nfds, size_t cap)
+int mmsrv__receive(struct mmsrv_client *c, int *fds, size_t *nfds, size_t cap)
 {
     char *dst;
     size_t room;
@@ -319,30 +336,24 @@ static int drop_unasked(struct mmsrv_client *c)
 int mmsrv__call(struct mmsrv_client *c, const char *method, json_t *params,
                 struct mmsrv__reply *out)
 {
-    int64_t deadline = now_ms() + c->timeout_ms;
+    int64_t deadline = mmsrv__now_ms() + c->timeout_ms;
     const char *msg;
     size_t len;
     int rc;
 
     memset(out, 0, sizeof(*out));
-    if (c->broken) {
+    if (c->monitoring || c->broken) {
         json_decref(params);
-        return mmsrv__fail(-ECONNRESET);
+        return mmsrv__fail(c->monitoring ? -EBUSY : -ECONNRESET);
     }
     rc = drop_unasked(c);
     if (rc < 0) {
         json_decref(params);
         goto broken;
     }
-
-    char *call = proto_encode_call(method, params, 0, &len);
-    if (call == NULL) {
-        return mmsrv__fail(-ENOMEM);
-    }
-    rc = send_all(c, call, len);
-    free(call);
+    rc = mmsrv__send_call(c, method, params, 0);
     if (rc < 0) {
-        goto broken;
+        return mmsrv__fail(rc);
     }
 
     for (;;) {
@@ -354,11 +365,11 @@ int mmsrv__call(struct mmsrv_client *c, const char *method, json_t *params,
             rc = -EPROTO; /* longer than any message: the framing is lost */
             goto broken;
         }
-        if (now_ms() >= deadline) {
+        if (mmsrv__now_ms() >= deadline) {
             rc = -ETIMEDOUT;
             goto broken;
         }
-        rc = receive_some(c, out->fds, &out->nfds, PROTO_MAX_FDS);
+        rc = mmsrv__receive(c, out->fds, &out->nfds, PROTO_MAX_FDS);
         if (rc < 0) {
             goto broken;
         }
@@ -377,8 +388,7 @@ int mmsrv__call(struct mmsrv_client *c, const char *method, json_t *params,
         goto broken;
     }
     if (out->msg.error != NULL) {
-        error_name_set(out->msg.error);
-        rc = proto_error_errno(out->msg.error);
+        rc = mmsrv__fail_error(out->msg.error);
         mmsrv__reply_release(out);
         return rc;
     }
@@ -389,7 +399,7 @@ broken:
         close(out->fds[i]);
     }
     out->nfds = 0;
-    connection_break(c);
+    mmsrv__connection_break(c);
     return mmsrv__fail(rc);
 }
 

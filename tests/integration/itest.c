@@ -279,3 +279,45 @@ int it_settled_fds(pid_t pid)
     }
     return last;
 }
+
+struct kill_target {
+    const struct td_daemon *d;
+    const char *name;
+};
+
+static int attach_until_killed(void *arg, int rd, int wr)
+{
+    const struct kill_target *t = arg;
+    json_t *call =
+        json_pack("{s:s, s:{s:s}}", "method", "io.mmsrvd.Attach", "parameters", "name", t->name);
+    char *text = call != NULL ? json_dumps(call, JSON_COMPACT) : NULL;
+    json_decref(call);
+    int fd = td_connect(t->d);
+    json_t *reply = fd >= 0 && text != NULL ? it_call(fd, text) : NULL;
+    free(text);
+    if (!it_is_result(reply))
+        return 2;
+    json_decref(reply);
+    it_put(wr, 1);
+    uint64_t go;
+    it_get(rd, &go, 30000); /* killed here */
+    return 0;
+}
+
+pid_t it_kill_attached(const struct td_daemon *d, const char *name)
+{
+    struct kill_target t = {d, name};
+    struct it_child k;
+    uint64_t ok;
+    if (it_spawn(&k, attach_until_killed, &t) != 0) {
+        CU_FAIL("fork");
+        return -1;
+    }
+    bool attached = it_get(k.from, &ok, IT_WAIT_MS) == 0;
+    pid_t pid = k.pid; /* it_finish forgets it */
+    kill(pid, SIGKILL);
+    int status = it_finish(&k, IT_WAIT_MS);
+    bool killed = status != -1 && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+    CU_ASSERT(attached && killed);
+    return attached && killed ? pid : -1;
+}

@@ -76,6 +76,11 @@ int it_spawn(struct it_child *c, int (*fn)(void *arg, int rd, int wr), void *arg
  * status or -1 (then the child was killed). */
 int it_finish(struct it_child *c, int timeout_ms);
 
+/* Fork a client that attaches region name of d (writable, over a raw
+ * connection) and SIGKILL it while attached, as a crashing client dies.
+ * Its pid once it is dead and reaped, or -1 (the test has then failed). */
+pid_t it_kill_attached(const struct td_daemon *d, const char *name);
+
 /* One 64-bit word over a pipe; 0 or -1 (timeout, closed). */
 int it_put(int fd, uint64_t v);
 int it_get(int fd, uint64_t *v, int timeout_ms);

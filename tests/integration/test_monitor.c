@@ -9,11 +9,9 @@
 #define _GNU_SOURCE
 #include <CUnit/CUnit.h>
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "itest.h"
@@ -104,19 +102,6 @@ static bool expect_kinds(const struct event *ev, int n, const char *const *kinds
     return ok;
 }
 
-static int attach_and_wait(void *arg, int rd, int wr)
-{
-    const char *name = arg;
-    struct mmsrv_client *c;
-    struct mmsrv_region *r;
-    if (mmsrv_connect(g_d.address, &c) != 0 || mmsrv_attach(c, name, 0, &r) != 0)
-        return 2;
-    it_put(wr, 1);
-    uint64_t go;
-    it_get(rd, &go, 30000); /* killed here */
-    return 0;
-}
-
 static void test_monitor_sees_lifecycle(void)
 {
     IT_START(&g_d, NULL);
@@ -154,14 +139,7 @@ static void test_monitor_sees_lifecycle(void)
     struct mmsrv_region_spec m2 = {
         .name = "m2", .kind = MMSRV_HEAP, .size = 65536, .uid = -1, .gid = -1, .mode = -1};
     CU_ASSERT_EQUAL_FATAL(mmsrv_create(c, &m2, NULL), 0);
-    struct it_child k;
-    CU_ASSERT_EQUAL_FATAL(it_spawn(&k, attach_and_wait, (void *)(uintptr_t) "m2"), 0);
-    uint64_t ok = 0;
-    CU_ASSERT_EQUAL(it_get(k.from, &ok, IT_WAIT_MS), 0);
-    pid_t kpid = k.pid;
-    kill(k.pid, SIGKILL);
-    int status = it_finish(&k, IT_WAIT_MS);
-    CU_ASSERT(status != -1 && WIFSIGNALED(status));
+    pid_t kpid = it_kill_attached(&g_d, "m2");
     n = read_events(mon, "m2", ev, 3, IT_WAIT_MS);
     bool seen = n >= 3 && strcmp(ev[0].kind, "created") == 0 &&
                 strcmp(ev[1].kind, "attached") == 0 && ev[1].pid == kpid;

@@ -7,10 +7,16 @@
  *   mmsrvctl [-a ADDRESS] destroy NAME
  *   mmsrvctl [-a ADDRESS] stats NAME
  *   mmsrvctl [-a ADDRESS] wait [SECONDS]
+ *   mmsrvctl [-a ADDRESS] monitor [-n COUNT] [-t TIMEOUT_MS]
  *
  * access: -m MODE (octal), -u UID, -g GID.  Sizes take K, M, G suffixes.
  * ADDRESS is unix:/path (else $MMSRV_ADDRESS, else the default socket).
  * `wait` returns once the daemon answers, for scripts that start it.
+ * `monitor` prints region events, one line each ("created NAME", "attached
+ * NAME pid PID", ...), starting with "created" for every region that
+ * exists; each line is flushed, for pipes.  It stops after COUNT events
+ * (status 0), when TIMEOUT_MS have passed (status 0 without -n, 1 with it:
+ * the events did not come), or when the daemon closes the stream (1).
  * Exit status: 0 done, 1 the daemon refused or could not be reached,
  * 2 a usage error.
  */
@@ -37,7 +43,8 @@ static int usage(void)
             "                                    [-m MODE] [-u UID] [-g GID]\n"
             "       mmsrvctl [-a unix:PATH] destroy NAME\n"
             "       mmsrvctl [-a unix:PATH] stats NAME\n"
-            "       mmsrvctl [-a unix:PATH] wait [SECONDS]\n");
+            "       mmsrvctl [-a unix:PATH] wait [SECONDS]\n"
+            "       mmsrvctl [-a unix:PATH] monitor [-n COUNT] [-t TIMEOUT_MS]\n");
     return 2;
 }
 
@@ -252,6 +259,73 @@ static int cmd_wait(const char *arg)
     }
 }
 
+static const char *event_name(enum mmsrv_event_kind kind)
+{
+    static const char *const names[] = {
+        [MMSRV_EVENT_CREATED] = "created",     [MMSRV_EVENT_DESTROYED] = "destroyed",
+        [MMSRV_EVENT_ATTACHED] = "attached",   [MMSRV_EVENT_DETACHED] = "detached",
+        [MMSRV_EVENT_RECLAIMED] = "reclaimed",
+    };
+    size_t i = (size_t)kind;
+    return i < sizeof(names) / sizeof(names[0]) && names[i] != NULL ? names[i] : "?";
+}
+
+static int64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Print events until COUNT of them, TIMEOUT_MS, or the end of the stream. */
+static int cmd_monitor(struct mmsrv_client *c, int argc, char **argv)
+{
+    uint64_t count = 0, timeout = 0;
+    bool has_count = false, has_timeout = false;
+    for (int i = 0; i < argc; i += 2) {
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (val != NULL && strcmp(argv[i], "-n") == 0 &&
+            parse_number(val, 10, UINT64_MAX, &count) == 0 && count > 0) {
+            has_count = true;
+        } else if (val != NULL && strcmp(argv[i], "-t") == 0 &&
+                   parse_number(val, 10, INT32_MAX, &timeout) == 0) {
+            has_timeout = true;
+        } else {
+            return usage();
+        }
+    }
+    int rc = mmsrv_monitor_start(c);
+    if (rc < 0) {
+        return fail("monitor", rc);
+    }
+    int64_t deadline = monotonic_ms() + (int64_t)timeout;
+    for (uint64_t seen = 0; !has_count || seen < count; seen++) {
+        int wait = -1;
+        if (has_timeout) {
+            int64_t left = deadline - monotonic_ms();
+            wait = left > 0 ? (int)left : 0;
+        }
+        struct mmsrv_event ev;
+        rc = mmsrv_monitor_next(c, &ev, wait);
+        if (rc == -ETIMEDOUT && !has_count) {
+            return 0;
+        }
+        if (rc < 0) {
+            return fail(rc == -ECONNRESET  ? "monitor: the daemon closed the stream"
+                        : rc == -ETIMEDOUT ? "monitor: fewer events than -n in -t"
+                                           : "monitor",
+                        rc);
+        }
+        printf("%s %s", event_name(ev.kind), ev.region);
+        if (ev.pid >= 0) {
+            printf(" pid %" PRId64, ev.pid);
+        }
+        printf("\n");
+        fflush(stdout);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     int i = 1;
@@ -285,6 +359,8 @@ int main(int argc, char **argv)
         rc = rc < 0 ? fail(argv[i], rc) : 0;
     } else if (strcmp(cmd, "stats") == 0 && i + 1 == argc) {
         rc = cmd_stats(c, argv[i]);
+    } else if (strcmp(cmd, "monitor") == 0) {
+        rc = cmd_monitor(c, argc - i, argv + i);
     } else {
         rc = usage();
     }

@@ -13,13 +13,17 @@
  * (mmsrv_error_name()).  The library never logs.
  *
  * errno mapping: -ENOENT RegionNotFound, -EEXIST RegionExists, -EACCES
- * PermissionDenied, -ENOSPC NoSpace, -ENOTCONN NotAttached, -EINVAL
- * InvalidParameter (or a bad argument caught before sending), -EPROTO a
- * reply the library could not understand, -ECONNRESET the daemon went away,
- * -ETIMEDOUT no reply in time (the connection is then closed: a late reply
- * could not be told from the next one), -EUCLEAN an attached region's memory
- * does not hold what the daemon said (header, heap or pool).  Failures the
- * daemon did not answer with an error leave mmsrv_error_name() NULL.
+ * PermissionDenied, -ENOSPC NoSpace, -EAGAIN ResourceUnavailable (the
+ * daemon ran short of descriptors or memory: try again later), -ENOTCONN
+ * NotAttached, -EINVAL InvalidParameter (or a bad argument caught before
+ * sending), -EPROTO a reply the library could not understand, -ECONNRESET
+ * the daemon went away, -ETIMEDOUT no reply in time (the connection is then
+ * closed: a late reply could not be told from the next one), -EUCLEAN an
+ * attached region's memory does not hold what the daemon said (header, heap
+ * or pool), -EBUSY a call on a connection that is a monitor stream
+ * (mmsrv_monitor_start()).
+ * Failures the daemon did not answer with an error leave mmsrv_error_name()
+ * NULL.
  */
 #ifndef MMSRV_MMSRV_H
 #define MMSRV_MMSRV_H
@@ -136,6 +140,66 @@ int mmsrv_detach(struct mmsrv_client *client, struct mmsrv_region *region);
 /* The regions this client may attach: a count >= 0 with *out (free() it). */
 int mmsrv_list(struct mmsrv_client *client, struct mmsrv_region_info **out);
 int mmsrv_stats(struct mmsrv_client *client, const char *name, struct mmsrv_stats *out);
+
+/* ---- Monitoring region events ------------------------------------------ */
+
+enum mmsrv_event_kind {
+    MMSRV_EVENT_CREATED = 1,
+    MMSRV_EVENT_DESTROYED, /* the name is gone (the memory may live on) */
+    MMSRV_EVENT_ATTACHED,
+    MMSRV_EVENT_DETACHED,
+    MMSRV_EVENT_RECLAIMED, /* a client died or left; what it owned came back */
+};
+
+/* One event of the Monitor stream. */
+struct mmsrv_event {
+    enum mmsrv_event_kind kind;
+    char region[64]; /* the region's name */
+    int64_t pid;     /* the client that attached, detached or was reclaimed; -1 if none */
+};
+
+/*
+ * Turn the connection into a stream of region events (io.mmsrvd.Monitor
+ * with "more").  The stream starts with one MMSRV_EVENT_CREATED per region
+ * that already exists, then carries events as they happen, for the regions
+ * the caller may read.  Nothing is waited for: a daemon that refuses
+ * Monitor says so at the first mmsrv_monitor_next().
+ *
+ * From then on only mmsrv_monitor_next(), mmsrv_fd(), mmsrv_error_name()
+ * and mmsrv_disconnect() are valid on the connection; every other call
+ * fails with -EBUSY.  Open a second connection for control calls.
+ *
+ * 0; -EINVAL client is NULL; -EBUSY the connection already monitors or has
+ * regions attached (detach them first: a monitor connection cannot make the
+ * Detach call); -ECONNRESET the connection is broken; the send's -errno.
+ */
+int mmsrv_monitor_start(struct mmsrv_client *client);
+
+/*
+ * Wait up to timeout_ms (-1: for ever, 0: only what has already arrived)
+ * for the next event of a monitor connection.
+ *
+ * 0 with *ev filled.  -ETIMEDOUT when none came in time: the connection
+ * stays usable, and a partly received event is kept for the next call.
+ * -ECONNRESET when the daemon closed the stream (it stopped, or dropped a
+ * monitor that fell more than its limit behind), and on every call after
+ * that.  -EPROTO for a message that is not an event (the stream is then
+ * closed, as its framing cannot be trusted).  The daemon's error, as for
+ * any call, when it refused Monitor (an older daemon: -ENOSYS
+ * MethodNotFound); the stream is then closed too.  -EINVAL client or ev is
+ * NULL, or the connection is not a monitor stream.  On failure *ev is left
+ * as it was.
+ *
+ * An event of a kind this library does not know (from a newer daemon) is
+ * skipped, not an error.  Descriptors arriving on the stream are closed.
+ *
+ * The connection's lock is held while it waits: other threads calling on
+ * the same connection wait too (nothing else is valid on it anyway).  To
+ * wait in an event loop instead, watch mmsrv_fd() for readability, then
+ * call this with timeout 0 until -ETIMEDOUT: several events may arrive in
+ * one read, and those already read do not make the socket readable again.
+ */
+int mmsrv_monitor_next(struct mmsrv_client *client, struct mmsrv_event *ev, int timeout_ms);
 
 /* Offsets: how processes tell each other where things are.  UINT64_MAX for
  * a pointer outside the region; NULL for an offset (plus len bytes) outside. */
