@@ -17,7 +17,7 @@
  *
  *   example_sub [-a ADDRESS] [-r REGION] [-c CHANNEL] [-w SECONDS] [-t SECONDS]
  *
- * -w bounds the wait for the region (polled with a backoff of up to 100 ms);
+ * -w bounds the wait for the region (told by the daemon's region events);
  * -t bounds each wait for a message.  Prints one line of figures; exits 0
  * only when the stream ended and every message checked out.
  */
@@ -29,7 +29,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "mm/iob.h"
 #include "mmsrv/mmsrv.h"
@@ -52,36 +51,56 @@ struct tally {
     size_t nlatency, latency_cap;
 };
 
+/* Wait until the daemon tells that region exists: a second connection
+ * watches its region events, whose stream starts with every region there
+ * is and then tells each one created.  0, -ETIMEDOUT, or another error. */
+static int region_wait(const struct sub_opts *o, uint64_t deadline)
+{
+    struct mmsrv_client *watch;
+    if (stream_connect(&o->common, &watch) < 0)
+        return -ECONNREFUSED;
+    int rc = mmsrv_monitor_start(watch);
+    while (rc == 0) {
+        uint64_t now = stream_now_ns();
+        int left_ms = now >= deadline ? 0 : (int)((deadline - now + 999999u) / 1000000u);
+        struct mmsrv_event ev;
+        rc = mmsrv_monitor_next(watch, &ev, left_ms);
+        if (rc == 0 && ev.kind == MMSRV_EVENT_CREATED && strcmp(ev.region, o->common.region) == 0)
+            break;
+    }
+    mmsrv_disconnect(watch);
+    return rc;
+}
+
 /*
  * Attach the region, waiting for it to appear: the publisher may not have
- * created it yet.  Nothing tells a client that a region appeared, so poll,
- * backing off from 1 ms to 100 ms, until the deadline.
+ * created it yet.  No polling: the daemon's event stream says when it is
+ * there (and if it goes again before the attach, the wait goes on).
  */
 static int attach_wait(struct mmsrv_client *client, const struct sub_opts *o,
                        struct mmsrv_region **out)
 {
-    uint64_t deadline = stream_now_ns() + o->wait_ns, delay_ns = 1000000u;
-    for (;;) {
+    uint64_t deadline = stream_now_ns() + o->wait_ns;
+    for (bool said = false;; said = true) {
         int rc = mmsrv_attach(client, o->common.region, 0, out);
         if (rc != -ENOENT) {
             return rc < 0 ? stream_fail(o->common.region, rc) : 0;
         }
-        uint64_t now = stream_now_ns();
-        if (delay_ns == 1000000u) {
+        if (!said) {
             fprintf(stderr, "%s: waiting up to %.1f s for region \"%s\"\n",
                     program_invocation_short_name, (double)o->wait_ns / 1e9, o->common.region);
         }
-        if (now >= deadline) {
+        rc = region_wait(o, deadline);
+        if (rc == -ETIMEDOUT) {
             fprintf(stderr,
                     "%s: region \"%s\" did not appear within %.1f s (is example_pub running, on "
                     "the same daemon?)\n",
                     program_invocation_short_name, o->common.region, (double)o->wait_ns / 1e9);
             return -1;
         }
-        uint64_t nap = delay_ns < deadline - now ? delay_ns : deadline - now;
-        struct timespec ts = {(time_t)(nap / 1000000000u), (long)(nap % 1000000000u)};
-        nanosleep(&ts, NULL);
-        delay_ns = delay_ns * 2 > 100000000u ? 100000000u : delay_ns * 2;
+        if (rc < 0) {
+            return rc == -ECONNREFUSED ? -1 : stream_fail("waiting for the region", rc);
+        }
     }
 }
 
