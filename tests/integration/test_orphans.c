@@ -193,21 +193,27 @@ static void test_died_while_daemon_down(void)
     it_stop(&g_d);
 }
 
-/* The client lives through the restart without reconnecting: its things
- * stay its own until it dies, and then come back. */
-static void test_dies_after_restart_without_reconnecting(void)
+/* A daemon with the regions, a holder, and a restart it lives through
+ * without reconnecting: returns once the new daemon watches it. */
+static void restart_under_holder(struct it_child *holder, struct whole *w)
 {
-    struct whole w;
-    start_with_regions(&w);
-    struct it_child holder;
-    uint64_t owner = start_holder(&holder, &w);
-
+    start_with_regions(w);
+    uint64_t owner = start_holder(holder, w);
     CU_ASSERT_EQUAL_FATAL(td_restart(&g_d), 0);
     struct log_line watching;
     snprintf(watching.text, sizeof watching.text,
              "orphan owner=%llu regions=2: the process lives; watching it",
              (unsigned long long)owner);
     CU_ASSERT_FATAL(tu_wait_until(log_says, &watching, IT_WAIT_MS));
+}
+
+/* The client lives through the restart without reconnecting: its things
+ * stay its own until it dies, and then come back. */
+static void test_dies_after_restart_without_reconnecting(void)
+{
+    struct whole w;
+    struct it_child holder;
+    restart_under_holder(&holder, &w);
     CU_ASSERT_EQUAL(pool_free(), POOL_COUNT - HELD); /* still the living client's */
     CU_ASSERT(!receiver_end_free());
 
@@ -219,20 +225,13 @@ static void test_dies_after_restart_without_reconnecting(void)
     it_stop(&g_d);
 }
 
-/* A client that exits in good order after the restart: the same, and a
- * daemon stopped while it still watches someone stops cleanly. */
+/* A daemon stopped while it watches a client stops cleanly, and leaves the
+ * client alone. */
 static void test_watch_ends_cleanly_at_stop(void)
 {
     struct whole w;
-    start_with_regions(&w);
     struct it_child holder;
-    uint64_t owner = start_holder(&holder, &w);
-    CU_ASSERT_EQUAL_FATAL(td_restart(&g_d), 0);
-    struct log_line watching;
-    snprintf(watching.text, sizeof watching.text,
-             "orphan owner=%llu regions=2: the process lives; watching it",
-             (unsigned long long)owner);
-    CU_ASSERT_FATAL(tu_wait_until(log_says, &watching, IT_WAIT_MS));
+    restart_under_holder(&holder, &w);
     it_stop(&g_d); /* must exit 0 within its grace period, watch and all */
     CU_ASSERT_EQUAL(it_put(holder.to, 1), 0);
     CU_ASSERT(tu_exited_ok(it_finish(&holder, IT_WAIT_MS)));
