@@ -55,7 +55,8 @@ size_t mm__user_chunk(const struct mm_heap_s *h, const void *mem, int *why)
     }
     mmsize_t prev = c->prev_size;
     if (prev == 0 ? off != start
-                  : (prev > off - start || mm__size_of(mm__chunk(h, off - prev)) != prev))
+                  : (prev > off - start || (prev & (MM__ALIGN - 1u)) != 0 ||
+                     mm__size_of(mm__chunk(h, off - prev)) != prev))
         return 0;
     *why = MM__PTR_OK;
     return off;
@@ -170,8 +171,19 @@ int mm__free_chunk(struct mm_heap_s *h, size_t off)
                 !mm__list_remove(h, noff, nsize)))
             return MM__RETRY;
     }
-    if (c->prev_size != 0 && !mm__is_alloc(mm__chunk(h, off - c->prev_size))) {
-        psize = c->prev_size;
+    mmsize_t prev = c->prev_size;
+    /* Only mm_free has validated prev_size (mm__user_chunk); for the other
+     * callers (split, cache, realloc) the chunk it names must lie past the
+     * header and say the same size, else the lists are repaired first. */
+    if (MM__VALIDATE && MM_UNLIKELY(prev != 0 && (prev > off - sizeof(struct mm__header) ||
+                                                  (prev & (MM__ALIGN - 1u)) != 0 ||
+                                                  mm__size_of(mm__chunk(h, off - prev)) != prev))) {
+        if (nsize != 0)
+            mm__list_insert(h, noff, nsize);
+        return MM__RETRY;
+    }
+    if (prev != 0 && !mm__is_alloc(mm__chunk(h, off - prev))) {
+        psize = prev;
         if (MM_UNLIKELY(!mm__list_remove(h, off - psize, psize))) {
             if (nsize != 0) /* keep the lists whole for the repair */
                 mm__list_insert(h, noff, nsize);

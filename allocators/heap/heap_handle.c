@@ -188,8 +188,9 @@ struct mm_heap_s *mm_attach(void *heapstart, size_t heapsize)
     if (mm_port_load32(&hd->magic) != MM__MAGIC || hd->version != MM__VERSION ||
         hd->size_bytes != sizeof(mmsize_t) || hd->debug != MM_CONFIG_DEBUG ||
         hd->header_size != sizeof(struct mm__header) || nregions == 0 ||
-        nregions > MM_CONFIG_REGIONS || span > heapsize || span > (uint64_t)MM_MAX_HEAPSIZE)
-        return NULL;
+        nregions > MM_CONFIG_REGIONS || span > heapsize || span > (uint64_t)MM_MAX_HEAPSIZE ||
+        span < sizeof(struct mm__header) + MM__MINCHUNK + MM__HDR)
+        return NULL; /* a span below the header's would wrap every "limit - n" bound */
 
     /* Trust the recorded span only as far as the mapping reaches. */
     struct mm_heap_s *h = mm__handle_claim(heapstart, (size_t)span);

@@ -403,6 +403,11 @@ void iob__thaw(struct iob_pool_s *h, const struct iob__list *l, uint32_t top, ui
 {
     (void)h;
     struct iob__stack *stk = l->st;
+    /* A top read back from frozen_top (shared memory) may name FROZEN: that
+     * would leave the list frozen for good, and every pop and push waiting
+     * for a thaw in a loop.  Without a top, pops report the list corrupted. */
+    if ((top & IOB__IDX_MASK) == IOB__FROZEN)
+        top = IOB__NIL;
     uint64_t w[2];
     iob__snap(stk, w);
     /* Frozen: nobody else changes the head until this CAS. */

@@ -452,7 +452,9 @@ uint32_t iob_pool_walk(struct iob_pool_s *h, iob_walk_fn fn, void *arg)
         memset(&ci, 0, sizeof(ci));
         ci.head = iob__ptr(h, i);
         ci.owner = kind == IOB__OWNED ? iob__st_owner(st) : 0u;
-        ci.channel = kind == IOB__QUEUED ? (int)(iob__st_owner(st) >> 24) : -1;
+        /* The channel id comes from shared memory: one past the table is -1. */
+        uint32_t chan = iob__st_owner(st) >> 24;
+        ci.channel = kind == IOB__QUEUED && chan < IOB_CONFIG_CHANNELS ? (int)chan : -1;
         ci.pktlen = h->desc[i].pktlen;
         for (uint32_t x = i, k = 0; k < h->count; k++) {
             uint32_t off, len, nx;

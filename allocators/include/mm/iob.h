@@ -248,7 +248,7 @@ uint32_t iob_pool_owned(struct iob_pool_s *pool, uint32_t owner, uint32_t *nqent
 struct iob_chain_info {
     const struct iob_s *head;
     uint32_t owner;   /* the holder; for a queued chain, 0 */
-    int channel;      /* the channel it waits in, or -1 */
+    int channel;      /* the channel it waits in, or -1 (also if its state names none) */
     uint32_t buffers; /* buffers in the chain */
     uint32_t pktlen;  /* the head's packet length */
     uint32_t bytes;   /* the sum of the buffers' lengths */
