@@ -23,18 +23,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_input.h"
 #include "proto.h"
 #include "region.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: invariant broken: %s\n", __FILE__, __LINE__, #cond);           \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static const struct proto_param fuzz_spec[] = {
     {"name", PROTO_T_STRING, false}, {"size", PROTO_T_UINT, true},
@@ -47,11 +40,11 @@ static void check_params(const json_t *params)
 {
     const char *bad = NULL;
     int rc = proto_params_check(params, fuzz_spec, sizeof(fuzz_spec) / sizeof(fuzz_spec[0]), &bad);
-    CHECK(rc == 0 || rc == -EINVAL);
-    CHECK((rc == 0) == (bad == NULL));
+    FZ_CHECK(rc == 0 || rc == -EINVAL);
+    FZ_CHECK((rc == 0) == (bad == NULL));
     if (rc == 0) {
         const json_t *name = json_object_get(params, "name");
-        CHECK(json_is_string(name));
+        FZ_CHECK(json_is_string(name));
         /* The name check agrees with itself on whatever the peer sent. */
         (void)proto_name_valid(json_string_value(name));
     }
@@ -63,29 +56,29 @@ static void check_call(const char *msg, size_t len)
     const char *why = NULL;
     int rc = proto_call_parse(msg, len, &c, &why);
     if (rc != 0) {
-        CHECK(rc == -EBADMSG || rc == -EPROTO);
-        CHECK(why != NULL && why[0] != '\0');
-        CHECK(c.root == NULL && c.method == NULL && c.parameters == NULL);
+        FZ_CHECK(rc == -EBADMSG || rc == -EPROTO);
+        FZ_CHECK(why != NULL && why[0] != '\0');
+        FZ_CHECK(c.root == NULL && c.method == NULL && c.parameters == NULL);
         return;
     }
-    CHECK(c.method != NULL && strchr(c.method, '.') != NULL);
-    CHECK(json_is_object(c.parameters));
-    CHECK((c.flags & ~(PROTO_ONEWAY | PROTO_MORE | PROTO_UPGRADE)) == 0);
+    FZ_CHECK(c.method != NULL && strchr(c.method, '.') != NULL);
+    FZ_CHECK(json_is_object(c.parameters));
+    FZ_CHECK((c.flags & ~(PROTO_ONEWAY | PROTO_MORE | PROTO_UPGRADE)) == 0);
     check_params(c.parameters);
 
     size_t elen = 0;
     char *again = proto_encode_call(c.method, json_incref(c.parameters), c.flags, &elen);
-    CHECK(again != NULL);
-    CHECK(elen == strlen(again) + 1);
+    FZ_CHECK(again != NULL);
+    FZ_CHECK(elen == strlen(again) + 1);
     struct proto_call c2;
-    CHECK(proto_call_parse(again, elen - 1, &c2, &why) == 0);
-    CHECK(strcmp(c.method, c2.method) == 0);
-    CHECK(c.flags == c2.flags);
-    CHECK(json_equal(c.parameters, c2.parameters));
+    FZ_CHECK(proto_call_parse(again, elen - 1, &c2, &why) == 0);
+    FZ_CHECK(strcmp(c.method, c2.method) == 0);
+    FZ_CHECK(c.flags == c2.flags);
+    FZ_CHECK(json_equal(c.parameters, c2.parameters));
     proto_call_release(&c2);
     free(again);
     proto_call_release(&c);
-    CHECK(c.root == NULL);
+    FZ_CHECK(c.root == NULL);
 }
 
 static void check_reply(const char *msg, size_t len)
@@ -94,33 +87,33 @@ static void check_reply(const char *msg, size_t len)
     const char *why = NULL;
     int rc = proto_reply_parse(msg, len, &r, &why);
     if (rc != 0) {
-        CHECK(rc == -EBADMSG || rc == -EPROTO);
-        CHECK(why != NULL && why[0] != '\0');
-        CHECK(r.root == NULL && r.error == NULL && r.parameters == NULL);
+        FZ_CHECK(rc == -EBADMSG || rc == -EPROTO);
+        FZ_CHECK(why != NULL && why[0] != '\0');
+        FZ_CHECK(r.root == NULL && r.error == NULL && r.parameters == NULL);
         return;
     }
-    CHECK(json_is_object(r.parameters));
+    FZ_CHECK(json_is_object(r.parameters));
 
     size_t elen = 0;
     char *again;
     if (r.error != NULL) {
         int err = proto_error_errno(r.error);
         const char *name = proto_error_name(err);
-        CHECK(err < 0);
-        CHECK(err == -EPROTO ? name == NULL : name != NULL && strcmp(name, r.error) == 0);
+        FZ_CHECK(err < 0);
+        FZ_CHECK(err == -EPROTO ? name == NULL : name != NULL && strcmp(name, r.error) == 0);
         again = proto_encode_error(r.error, json_incref(r.parameters), &elen);
     } else {
         again = proto_encode_reply(json_incref(r.parameters), r.continues, &elen);
     }
-    CHECK(again != NULL);
-    CHECK(elen == strlen(again) + 1);
+    FZ_CHECK(again != NULL);
+    FZ_CHECK(elen == strlen(again) + 1);
     struct proto_reply r2;
-    CHECK(proto_reply_parse(again, elen - 1, &r2, &why) == 0);
-    CHECK((r.error == NULL) == (r2.error == NULL));
-    CHECK(r.error == NULL || strcmp(r.error, r2.error) == 0);
+    FZ_CHECK(proto_reply_parse(again, elen - 1, &r2, &why) == 0);
+    FZ_CHECK((r.error == NULL) == (r2.error == NULL));
+    FZ_CHECK(r.error == NULL || strcmp(r.error, r2.error) == 0);
     /* An error carries no "continues" when encoded again. */
-    CHECK(r.error != NULL || r.continues == r2.continues);
-    CHECK(json_equal(r.parameters, r2.parameters));
+    FZ_CHECK(r.error != NULL || r.continues == r2.continues);
+    FZ_CHECK(json_equal(r.parameters, r2.parameters));
     proto_reply_release(&r2);
     free(again);
     proto_reply_release(&r);
@@ -138,14 +131,14 @@ static void check_region(const uint8_t *data, size_t size)
     memcpy(mem.bytes, data, mapped);
     int rc = region_header_read(&mem, mapped, &l);
     if (rc != 0) {
-        CHECK(rc == -EBADMSG);
+        FZ_CHECK(rc == -EBADMSG);
         return;
     }
-    CHECK(l.kind == REGION_KIND_HEAP || l.kind == REGION_KIND_IOB);
-    CHECK(l.size <= mapped && l.size >= sizeof(struct region_header));
-    CHECK(l.alloc_offset >= sizeof(struct region_header));
-    CHECK(l.alloc_offset <= l.size && l.alloc_size <= l.size - l.alloc_offset);
-    CHECK(memchr(l.name, '\0', sizeof(l.name)) != NULL && proto_name_valid(l.name));
+    FZ_CHECK(l.kind == REGION_KIND_HEAP || l.kind == REGION_KIND_IOB);
+    FZ_CHECK(l.size <= mapped && l.size >= sizeof(struct region_header));
+    FZ_CHECK(l.alloc_offset >= sizeof(struct region_header));
+    FZ_CHECK(l.alloc_offset <= l.size && l.alloc_size <= l.size - l.alloc_offset);
+    FZ_CHECK(memchr(l.name, '\0', sizeof(l.name)) != NULL && proto_name_valid(l.name));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -178,11 +171,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t room;
         rc = proto_reader_space(&r, &dst, &room);
         if (rc == -EMSGSIZE) {
-            CHECK(proto_reader_next(&r, &msg, &len) == -EMSGSIZE);
+            FZ_CHECK(proto_reader_next(&r, &msg, &len) == -EMSGSIZE);
             too_long = true;
             break;
         }
-        CHECK(rc == 0 && room >= 1);
+        FZ_CHECK(rc == 0 && room >= 1);
         size_t k = n - fed < room ? n - fed : room;
         if (chunk != 0 && k > chunk)
             k = chunk;
@@ -193,34 +186,34 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             continue;
 
         while ((rc = proto_reader_next(&r, &msg, &len)) == 1) {
-            CHECK(len <= max);
-            CHECK(msg[len] == '\0');
-            CHECK(memchr(msg, '\0', len) == NULL);
+            FZ_CHECK(len <= max);
+            FZ_CHECK(msg[len] == '\0');
+            FZ_CHECK(memchr(msg, '\0', len) == NULL);
             /* The message is the next bytes of the stream. */
-            CHECK(memcmp(msg, stream + taken, len + 1) == 0);
+            FZ_CHECK(memcmp(msg, stream + taken, len + 1) == 0);
             taken += len + 1;
             check_call(msg, len);
             check_reply(msg, len);
         }
         if (rc == -EMSGSIZE) {
             /* It says so again, and offers no more room once full. */
-            CHECK(proto_reader_next(&r, &msg, &len) == -EMSGSIZE);
+            FZ_CHECK(proto_reader_next(&r, &msg, &len) == -EMSGSIZE);
             too_long = true;
             break;
         }
-        CHECK(rc == 0);
+        FZ_CHECK(rc == 0);
         /* Whatever is held is one unfinished message within the limit. */
-        CHECK(fed - taken <= max);
-        CHECK(proto_reader_partial(&r) == (fed > taken));
+        FZ_CHECK(fed - taken <= max);
+        FZ_CHECK(proto_reader_partial(&r) == (fed > taken));
         if (!lazy)
-            CHECK(r.cap <= max + 1);
+            FZ_CHECK(r.cap <= max + 1);
     }
     if (too_long) {
         /* The unfinished message really is longer than max: max + 1 bytes
          * after the last message taken, none of them a NUL. */
-        CHECK(fed - taken > max);
+        FZ_CHECK(fed - taken > max);
         const char *nul = memchr(stream + taken, '\0', fed - taken);
-        CHECK(nul == NULL || (size_t)(nul - (stream + taken)) > max);
+        FZ_CHECK(nul == NULL || (size_t)(nul - (stream + taken)) > max);
     }
     proto_reader_release(&r);
     return 0;
