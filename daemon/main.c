@@ -34,6 +34,14 @@
  * live client holds) before it exits anyway. */
 #define STOP_GRACE_MS 5000
 
+/* The longest the daemon waits for a heap's or pool's lock.  A client
+ * holds one for microseconds; one stopped in a debugger, or one that wrote
+ * over the lock word, would hold it for ever, and every worker of the
+ * thread pool that waited on it would be gone for the daemon's other work
+ * (other regions' statistics and reclaims, CreateRegion's descriptor-store
+ * wait).  A call that gives up reports the region busy. */
+#define LOCK_WAIT_MS 2000
+
 static uv_loop_t loop;
 static uv_signal_t sig_term, sig_int, sig_hup;
 static uv_timer_t stop_timer;
@@ -341,6 +349,7 @@ int main(int argc, char **argv)
     struct config cfg;
     if (config_load(config_path, &cfg) != 0)
         return 1;
+    mm_set_lock_wait(LOCK_WAIT_MS);
     if (flag_segment_size != 0)
         cfg.segment_size = flag_segment_size;
     if (flag_socket[0] != '\0')

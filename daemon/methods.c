@@ -344,7 +344,12 @@ static void stats_heap_work(void *arg)
         return;
     }
     job->info = mm_mallinfo(r->heap); /* takes the lock: repairs after a dead holder */
-    job->state = mm_heap_state(r->heap);
+    if (job->info.arena == 0) {       /* no figures: the lock was not to be had */
+        enum mm_error e = mm_last_error(r->heap);
+        job->state = e != MM_OK ? e : MM_ERR_LOCK;
+    } else {
+        job->state = mm_heap_state(r->heap);
+    }
 }
 
 static const char *heap_state_name(enum mm_error state)
@@ -358,6 +363,8 @@ static const char *heap_state_name(enum mm_error state)
         return "lock-lost";
     case MM_ERR_NOTHEAP:
         return "not-a-heap";
+    case MM_ERR_BUSY:
+        return "busy";
     default:
         return "error";
     }

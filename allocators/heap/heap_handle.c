@@ -290,12 +290,13 @@ static const char mm__phrases[] =
     MM__PHRASE("heap lock unusable", "lock unusable") "\0"
     MM__PHRASE("no free heap handle in this process", "no handle") "\0"
     MM__PHRASE("memory holds no heap of this layout and size", "not a heap") "\0"
+    MM__PHRASE("heap lock held too long by another process", "lock busy") "\0"
     MM__PHRASE("unknown error", "unknown");
 /* clang-format on */
 
 const char *mm_strerror(enum mm_error err)
 {
-    unsigned n = (unsigned)err <= MM_ERR_NOTHEAP ? (unsigned)err : MM_ERR_NOTHEAP + 1u;
+    unsigned n = (unsigned)err <= MM_ERR_BUSY ? (unsigned)err : MM_ERR_BUSY + 1u;
     const char *p = mm__phrases;
     while (n-- > 0)
         p += strlen(p) + 1u;

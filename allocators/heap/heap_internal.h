@@ -355,7 +355,7 @@ MM__HOT int mm__lock(struct mm_heap_s *h)
             return 0;
         }
 #endif
-        h->last_error = MM_ERR_LOCK;
+        h->last_error = r == -MM_ETIMEDOUT ? MM_ERR_BUSY : MM_ERR_LOCK;
         return -1;
     }
     return 0;

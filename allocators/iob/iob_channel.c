@@ -143,7 +143,7 @@ static int iob__chan_lock(struct iob_pool_s *h, uint32_t id, bool send)
         return 0;
     }
 #endif
-    return r < 0 ? iob__fail(h, -MM_EUCLEAN) : 0;
+    return r < 0 ? iob__fail(h, r == -MM_ETIMEDOUT ? r : -MM_EUCLEAN) : 0;
 }
 
 static void iob__chan_unlock(struct iob_pool_s *h, uint32_t id, bool send)

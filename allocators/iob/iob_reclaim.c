@@ -57,7 +57,7 @@ int iob__admin_lock(struct iob_pool_s *h)
     mm_port_lock_t *lk = &h->hdr->admin.lock;
     int r = mm_port_lock(lk);
     if (r < 0)
-        return iob__fail(h, -MM_EUCLEAN);
+        return iob__fail(h, r == -MM_ETIMEDOUT ? r : -MM_EUCLEAN);
     /* A frozen list with the lock free means its freezer died. */
     if (r == MM_PORT_LOCKED_OWNER_DIED || iob__any_frozen(h))
         iob__admin_repair(h);
@@ -198,21 +198,25 @@ static int iob__reclaim_locked(struct iob_pool_s *h, uint32_t owner)
         if (mm_port_load32(&c->state) != IOB__CH_ACTIVE)
             continue;
         if (c->flags & IOB_CHANNEL_MULTI_SENDER) {
-            if (mm_port_lock(&c->send_lock.lock) == MM_PORT_LOCKED_OWNER_DIED) {
+            int lr = mm_port_lock(&c->send_lock.lock);
+            if (lr == MM_PORT_LOCKED_OWNER_DIED) {
                 iob__chan_repair_send(h, i);
                 mm_port_lock_mark_consistent(&c->send_lock.lock);
             }
-            mm_port_unlock(&c->send_lock.lock);
+            if (lr >= 0) /* not held when the wait gave up */
+                mm_port_unlock(&c->send_lock.lock);
         } else if (c->sender == owner) {
             iob__chan_repair_send(h, i);
             c->sender = 0;
         }
         if (c->flags & IOB_CHANNEL_MULTI_RECEIVER) {
-            if (mm_port_lock(&c->recv_lock.lock) == MM_PORT_LOCKED_OWNER_DIED) {
+            int lr = mm_port_lock(&c->recv_lock.lock);
+            if (lr == MM_PORT_LOCKED_OWNER_DIED) {
                 iob__chan_repair_recv(h, i);
                 mm_port_lock_mark_consistent(&c->recv_lock.lock);
             }
-            mm_port_unlock(&c->recv_lock.lock);
+            if (lr >= 0)
+                mm_port_unlock(&c->recv_lock.lock);
         } else if (c->receiver == owner) {
             iob__chan_repair_recv(h, i);
             c->receiver = 0;

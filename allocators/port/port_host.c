@@ -5,6 +5,8 @@
  * This is the only allocator file that includes operating-system headers;
  * the core stays freestanding and reaches the host through mm_port.h.
  */
+#define _GNU_SOURCE /* pthread_mutex_clocklock */
+#include "mm/mm.h"  /* mm_set_lock_wait */
 #include "mm_port.h"
 
 #include <errno.h>
@@ -39,6 +41,34 @@ int mm_port_lock_init(mm_port_lock_t *lock)
         err = pthread_mutex_init(lock, &attr);
     pthread_mutexattr_destroy(&attr);
     return -err;
+}
+
+uint32_t mm_port_lock_wait_ms;
+
+void mm_set_lock_wait(uint32_t ms)
+{
+    mm_port_lock_wait_ms = ms;
+}
+
+/* The lock with a deadline on the monotonic clock (a wall clock set back
+ * must not stretch it).  Results as mm_port_lock's, or -MM_ETIMEDOUT. */
+int mm_port_lock_timed(mm_port_lock_t *lock)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    uint32_t ms = mm_port_lock_wait_ms;
+    t.tv_sec += (time_t)(ms / 1000u);
+    t.tv_nsec += (long)(ms % 1000u) * 1000000L;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    int err = pthread_mutex_clocklock(lock, CLOCK_MONOTONIC, &t);
+    if (err == 0)
+        return MM_PORT_LOCKED;
+    if (err == EOWNERDEAD)
+        return MM_PORT_LOCKED_OWNER_DIED;
+    return -err; /* -ETIMEDOUT is -MM_ETIMEDOUT */
 }
 
 void mm_port_lock_mark_consistent(mm_port_lock_t *lock)

@@ -17,8 +17,14 @@ typedef pthread_mutex_t mm_port_lock_t;
  * call into port_host.c.  Results as mm_port.h describes. */
 #define MM_PORT_INLINE_LOCK 1
 
+/* mm_set_lock_wait's bound in ms (0: none), and the lock that honours it. */
+extern uint32_t mm_port_lock_wait_ms;
+int mm_port_lock_timed(mm_port_lock_t *lock);
+
 static inline int mm_port_lock(mm_port_lock_t *lock)
 {
+    if (__builtin_expect(mm_port_lock_wait_ms != 0, 0))
+        return mm_port_lock_timed(lock);
     int err = pthread_mutex_lock(lock);
     if (__builtin_expect(err == 0, 1))
         return 0;   /* MM_PORT_LOCKED */

@@ -537,11 +537,65 @@ static void test_killed_inside_iob_calls(void)
     teardown(c, &by);
 }
 
+/* A client stopped while it holds the heap's lock (in a debugger, say) and
+ * alive: RegionStats of that heap answer "busy" once the daemon's lock
+ * wait (2 s) runs out, more of them at once than the thread pool has
+ * workers leave the daemon's other work going (a CreateRegion completes),
+ * and when the client dies the heap recovers as always. */
+#define STUCK_STATS 6
+static void test_stopped_holding_heap_lock_stalls_nothing(void)
+{
+    struct it_child by;
+    struct mmsrv_client *c = setup(&by);
+    CU_ASSERT_FATAL(bystander_pause()); /* it would wait on the lock too */
+    struct victim_arg arg = {true, 0};
+    struct it_child v;
+    CU_ASSERT_FATAL(it_spawn(&v, victim_child, &arg) == 0);
+    uint64_t held = 0;
+    CU_ASSERT_EQUAL(it_get(v.from, &held, IT_WAIT_MS), 0);
+    it_put(v.to, 1);
+    int status = 0;
+    CU_ASSERT_FATAL(wait_stopped(&v, &status)); /* inside the lock, alive */
+
+    static const char stats[] =
+        "{\"method\":\"io.mmsrvd.RegionStats\",\"parameters\":{\"name\":\"" HEAP "\"}}";
+    int fds[STUCK_STATS];
+    for (int i = 0; i < STUCK_STATS; i++) {
+        fds[i] = td_connect(&g_d);
+        CU_ASSERT_FATAL(fds[i] >= 0);
+        CU_ASSERT_EQUAL(td_send(fds[i], stats, sizeof stats), 0);
+    }
+    uint64_t t0 = tu_now_ms();
+    struct mmsrv_region_spec more = {
+        .name = "after-stuck", .kind = MMSRV_HEAP, .size = 65536, .uid = -1, .gid = -1, .mode = -1};
+    CU_ASSERT_EQUAL(mmsrv_create(c, &more, NULL), 0);
+    CU_ASSERT(tu_now_ms() - t0 < 15000);
+    for (int i = 0; i < STUCK_STATS; i++) {
+        char *text = td_recv(fds[i], IT_CALL_MS, NULL);
+        json_t *reply = it_parse(text);
+        const char *state = json_string_value(json_object_get(it_param(reply, "heap"), "state"));
+        CU_ASSERT(state != NULL && strcmp(state, "busy") == 0);
+        json_decref(reply);
+        free(text);
+        close(fds[i]);
+    }
+
+    CU_ASSERT_EQUAL(kill(v.pid, SIGKILL), 0);
+    status = it_finish(&v, IT_WAIT_MS);
+    CU_ASSERT(status != -1 && WIFSIGNALED(status));
+    CU_ASSERT_STRING_EQUAL(heap_state(), "ok"); /* the next locker repaired it */
+    bystander_resume();
+    CU_ASSERT(bystander_runs(500));
+    CU_ASSERT_EQUAL(mmsrv_destroy(c, "after-stuck"), 0);
+    teardown(c, &by);
+}
+
 int main(void)
 {
     static const struct tu_test tests[] = {
         TU_TEST(test_killed_holding_heap_lock_and_iobs),
         TU_TEST(test_killed_inside_iob_calls),
+        TU_TEST(test_stopped_holding_heap_lock_stalls_nothing),
         TU_END,
     };
     return tu_main("client_death", tests);

@@ -742,7 +742,52 @@ static void test_broken_chain(void)
         broken_round((enum scribble_kind)k);
 }
 
+/* ---- (e) A holder that does not die: the wait is bounded if asked ------------- */
+
+/* A victim stopped inside the lock and alive: with mm_set_lock_wait, a
+ * call gives up with MM_ERR_BUSY after the bound and leaves the heap as it
+ * was; once the holder dies, the next locker repairs as always. */
+static void test_lock_wait_bounds_a_stuck_holder(void)
+{
+    struct shm_heap s;
+    shm_open_heap(&s, SHM_HEAP);
+    mm_cache_limit(s.h, 0); /* every call through the lock */
+    struct mm_heap_stats st0 = mm_heap_stats(s.h);
+    struct victim_arg varg = {&s, OP_MALLOC_SPLIT, 0};
+    struct child vic;
+    child_spawn(&vic, victim_child, &varg);
+    int got = recv_byte(vic.from, WAIT_MS);
+    CU_ASSERT_FATAL(got > 0 && got <= MM_CRASH_POINTS); /* holding the lock */
+
+    mm_set_lock_wait(200);
+    uint64_t t0 = tu_now_ms();
+    void *p = mm_malloc(s.h, 100);
+    uint64_t waited = tu_now_ms() - t0;
+    CU_ASSERT_PTR_NULL(p);
+    CU_ASSERT_EQUAL(mm_last_error(s.h), MM_ERR_BUSY);
+    CU_ASSERT(waited >= 200 && waited < 5000);
+    CU_ASSERT_EQUAL(mm_mallinfo(s.h).arena, 0); /* no figures without the lock */
+    CU_ASSERT_EQUAL(mm_heap_state(s.h), MM_OK); /* busy is not broken */
+    CU_ASSERT_STRING_EQUAL(mm_strerror(MM_ERR_BUSY), "heap lock held too long by another process");
+    mm_set_lock_wait(0);
+
+    CU_ASSERT_EQUAL(kill(vic.pid, SIGKILL), 0);
+    int status = child_finish(&vic);
+    CU_ASSERT(status != -1 && WIFSIGNALED(status));
+    p = mm_malloc(s.h, 100);
+    CU_ASSERT_PTR_NOT_NULL(p);
+    mm_free(s.h, p);
+    CU_ASSERT_EQUAL(mm_heap_stats(s.h).recoveries, st0.recoveries + 1u);
+    CU_ASSERT_EQUAL(mm_checkcorruption(s.h), 0);
+    shm_close_heap(&s);
+}
+
 #else /* !MM_CONFIG_CRASH_HOOKS */
+
+static void test_lock_wait_bounds_a_stuck_holder(void)
+{
+    CU_FAIL("built without MM_CONFIG_CRASH_HOOKS");
+}
 
 static void test_sigkill_in_critical_section(void)
 {
@@ -759,11 +804,9 @@ static void test_broken_chain(void)
 int main(void)
 {
     static const struct tu_test tests[] = {
-        TU_TEST(test_position_independence),
-        TU_TEST(test_processes_hammer),
-        TU_TEST(test_sigkill_in_critical_section),
-        TU_TEST(test_broken_chain),
-        TU_END,
+        TU_TEST(test_position_independence),           TU_TEST(test_processes_hammer),
+        TU_TEST(test_sigkill_in_critical_section),     TU_TEST(test_broken_chain),
+        TU_TEST(test_lock_wait_bounds_a_stuck_holder), TU_END,
     };
     return tu_main("heap_shm", tests);
 }

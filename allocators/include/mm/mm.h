@@ -90,6 +90,7 @@ enum mm_error {
     MM_ERR_LOCK, /* the lock could not be taken (its memory was overwritten, or not recoverable) */
     MM_ERR_HANDLES, /* no free handle in this process (MM_CONFIG_MAX_HEAPS) */
     MM_ERR_NOTHEAP, /* the memory does not hold a heap of this build's layout and that size */
+    MM_ERR_BUSY,    /* the lock stayed held longer than this process waits (mm_set_lock_wait) */
 };
 
 /* ---- Creating, attaching, releasing ---------------------------------- */
@@ -293,6 +294,18 @@ size_t mm_reclaim_owner(struct mm_heap_s *heap, uint32_t owner);
  * the child reverts to its own pid. */
 void mm_set_owner_id(uint32_t id);
 uint32_t mm_owner_id(void);
+
+#if MM_CONFIG_MULTIPROCESS
+/* Wait at most ms milliseconds for any heap's or IOB pool's lock in this
+ * process (0, the default: for ever).  A lock lives in memory every
+ * attached process can write, and a process stopped (or scribbling) while
+ * it holds one would hold up every other locker for good; a process that
+ * must stay responsive whatever its peers do (mmsrvd) bounds the wait.  A
+ * call that gives up fails as if the lock could not be taken: heap calls
+ * with MM_ERR_BUSY, pool calls with -MM_ETIMEDOUT.  Repairs after a dead
+ * holder are unaffected. */
+void mm_set_lock_wait(uint32_t ms);
+#endif
 
 /* What misuse the heap saw. */
 enum mm_misuse {
