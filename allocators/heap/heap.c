@@ -253,7 +253,9 @@ bool mm__failed(struct mm_heap_s *h, bool retried)
     /* What this thread keeps cached may be what is missing. */
     if (!retried && err == MM_ERR_NOMEM && mm__cache_flush_mine(h) != 0)
         return true;
-    if (mm__lock(h) == 0) {
+    /* Counted under the lock, unless the lock itself was what failed (a
+     * second wait for it would only double the caller's). */
+    if (err != MM_ERR_BUSY && err != MM_ERR_LOCK && mm__lock(h) == 0) {
         mm__hdr(h)->stats.failures++;
         mm__leave(h);
     }
