@@ -263,6 +263,7 @@ static void begin_stop(const char *why)
         unlink(socket_path);
     server_close_all(false);
     orphans_stop();
+    reclaim_stop();
     uv_close((uv_handle_t *)&sig_term, NULL);
     uv_close((uv_handle_t *)&sig_int, NULL);
     uv_close((uv_handle_t *)&sig_hup, NULL);

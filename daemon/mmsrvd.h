@@ -308,6 +308,9 @@ void owner_put(struct owner *o, bool reclaim);
 /* Owners that are not reclaiming drop what they remember of r (a destroyed
  * region nobody attaches any more needs no reclaim).  May free r. */
 void owner_forget_region(struct region *r);
+/* At shutdown: reclaims waiting to be tried again give up. */
+void reclaim_stop(void);
+
 /* orphans.c: after a restore, reclaim the owners the regions name whose
  * process is gone, and watch the live ones until they exit. */
 void orphans_adopt(void);

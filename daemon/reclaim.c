@@ -17,6 +17,11 @@
  * the loop.  While an owner's reclaim runs, new connections of the same pid
  * wait before their first call, so that the reclaim cannot take what a
  * reconnected process allocates.
+ *
+ * A region whose lock another client holds past the daemon's lock wait
+ * (mm_set_lock_wait: a client stopped in a debugger inside mm_malloc, say)
+ * is tried again every RECLAIM_RETRY_MS until its reclaim goes through:
+ * what the dead process held comes back once the lock does.
  */
 #include "mmsrvd.h"
 
@@ -35,9 +40,12 @@ struct owner {
     pid_t pid;
     uint32_t id;
     unsigned nconns;
-    bool busy; /* a reclaim runs */
+    bool busy; /* a reclaim runs, or waits to be tried again */
     struct touched *touched;
+    uv_timer_t *retry; /* armed while regions wait for their lock */
 };
+
+#define RECLAIM_RETRY_MS 1000
 
 static struct owner *owners;
 static uint32_t next_private_id = OWNER_PRIVATE_FIRST;
@@ -119,26 +127,76 @@ static void reclaim_work(void *arg)
     for (struct touched *t = o->touched; t != NULL; t = t->next) {
         struct region *r = t->region;
         if (r->pool != NULL) {
-            t->result = iob_pool_reclaim(r->pool, o->id);
+            int rc = iob_pool_reclaim(r->pool, o->id);
+            t->result = rc == -MM_ETIMEDOUT ? -EBUSY : rc;
         } else if (r->heap != NULL) {
             /* takes the robust lock: a lock its owner died holding is
              * repaired here */
-            t->result = (long)mm_reclaim_owner(r->heap, o->id);
-            if (mm_heap_state(r->heap) != MM_OK)
-                t->result = -EUCLEAN;
+            size_t n = mm_reclaim_owner(r->heap, o->id);
+            if (n == (size_t)-1)
+                t->result = mm_last_error(r->heap) == MM_ERR_BUSY ? -EBUSY : -EUCLEAN;
+            else
+                t->result = mm_heap_state(r->heap) == MM_OK ? (long)n : -EUCLEAN;
         } else {
             t->result = -EBADMSG;
         }
     }
 }
 
+static void reclaim_done(void *arg);
+
+static void retry_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void retry_fire(uv_timer_t *timer)
+{
+    struct owner *o = timer->data;
+    if (work_submit(reclaim_work, reclaim_done, o) != 0) {
+        log_err("owner %u: cannot start its reclaim again", o->id);
+        uv_timer_start(timer, retry_fire, RECLAIM_RETRY_MS, 0);
+    }
+}
+
+/* Try the regions left in o->touched again later; false if it cannot. */
+static bool retry_later(struct owner *o)
+{
+    if (o->retry == NULL) {
+        o->retry = calloc(1, sizeof(*o->retry));
+        if (o->retry == NULL || uv_timer_init(work_loop(), o->retry) != 0) {
+            free(o->retry);
+            o->retry = NULL;
+            return false;
+        }
+        o->retry->data = o;
+    }
+    return uv_timer_start(o->retry, retry_fire, RECLAIM_RETRY_MS, 0) == 0;
+}
+
+static void retry_drop(struct owner *o)
+{
+    if (o->retry != NULL) {
+        uv_close((uv_handle_t *)o->retry, retry_closed);
+        o->retry = NULL;
+    }
+}
+
 static void reclaim_done(void *arg)
 {
     struct owner *o = arg;
+    struct touched *again = NULL;
     while (o->touched != NULL) {
         struct touched *t = o->touched;
         o->touched = t->next;
         struct region *r = t->region;
+        if (t->result == -EBUSY && !r->destroying) {
+            log_info("reclaim region=%s owner=%u: its lock is held; again in %d ms", r->name, o->id,
+                     RECLAIM_RETRY_MS);
+            t->next = again;
+            again = t;
+            continue;
+        }
         if (t->result < 0)
             log_warn("reclaim region=%s owner=%u: %s", r->name, o->id,
                      t->result == -EUCLEAN ? "the region's memory is corrupted"
@@ -150,6 +208,19 @@ static void reclaim_done(void *arg)
         region_unref(r);
         free(t);
     }
+    if (again != NULL) {
+        o->touched = again;
+        if (retry_later(o))
+            return; /* still busy: the same pid's new connections wait */
+        log_err("owner %u: cannot schedule its reclaim again", o->id);
+        while (o->touched != NULL) {
+            struct touched *t = o->touched;
+            o->touched = t->next;
+            region_unref(t->region);
+            free(t);
+        }
+    }
+    retry_drop(o);
     o->busy = false;
     if (o->nconns == 0)
         owner_unlink(o);
@@ -256,4 +327,22 @@ int work_submit(void (*fn)(void *arg), void (*done)(void *arg), void *arg)
     }
     work_count++;
     return 0;
+}
+
+void reclaim_stop(void)
+{
+    /* Clients live on past a stop: reclaims waiting for a lock give up. */
+    for (struct owner *o = owners; o != NULL; o = o->next) {
+        if (o->retry == NULL)
+            continue;
+        uv_timer_stop(o->retry);
+        retry_drop(o);
+        while (o->touched != NULL) {
+            struct touched *t = o->touched;
+            o->touched = t->next;
+            region_unref(t->region);
+            free(t);
+        }
+        o->busy = false;
+    }
 }

@@ -203,8 +203,10 @@ void mm_cache_limit(struct mm_heap_s *h, size_t bytes)
 
 size_t mm_reclaim_owner(struct mm_heap_s *h, uint32_t owner)
 {
-    if (h == NULL || mm__enter(h) != 0)
+    if (h == NULL)
         return 0;
+    if (mm__enter(h) != 0)
+        return (size_t)-1; /* refused: mm_last_error says why */
     struct mm__header *hd = mm__hdr(h);
     size_t reclaimed = 0;
     uint32_t n = hd->nregions;

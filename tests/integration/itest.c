@@ -321,3 +321,33 @@ pid_t it_kill_attached(const struct td_daemon *d, const char *name)
     CU_ASSERT(attached && killed);
     return attached && killed ? pid : -1;
 }
+
+bool it_log_has(const struct td_daemon *d, const char *text)
+{
+    FILE *f = fopen(d->log, "r");
+    if (f == NULL)
+        return false;
+    char line[1024];
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f) != NULL)
+        found = strstr(line, text) != NULL;
+    fclose(f);
+    return found;
+}
+
+struct log_wait {
+    const struct td_daemon *d;
+    const char *text;
+};
+
+static int log_wait_has(void *arg)
+{
+    const struct log_wait *w = arg;
+    return it_log_has(w->d, w->text);
+}
+
+bool it_wait_log(const struct td_daemon *d, const char *text, int timeout_ms)
+{
+    struct log_wait w = {d, text};
+    return tu_wait_until(log_wait_has, &w, timeout_ms);
+}

@@ -129,6 +129,11 @@ void it_stop(struct td_daemon *d);
  * waiting at most 3 s): the baseline of a leak check. */
 int it_settled_fds(pid_t pid);
 
+/* Whether the daemon's log has a line containing text; it_wait_log waits
+ * at most timeout_ms for one. */
+bool it_log_has(const struct td_daemon *d, const char *text);
+bool it_wait_log(const struct td_daemon *d, const char *text, int timeout_ms);
+
 /* The configuration most tests use: a 64 MiB segment. */
 extern const char it_default_config[];
 

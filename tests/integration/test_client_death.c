@@ -537,17 +537,45 @@ static void test_killed_inside_iob_calls(void)
     teardown(c, &by);
 }
 
+/* A client that leaves CACHED_BLOCKS blocks in its heap cache, reports
+ * its owner id, and waits to be killed. */
+#define CACHED_BLOCKS 20
+static int cacher_child(void *arg, int rd, int wr)
+{
+    (void)arg;
+    struct mmsrv_client *c;
+    struct mmsrv_region *hr;
+    if (mmsrv_connect(g_d.address, &c) != 0 || mmsrv_attach(c, HEAP, 0, &hr) != 0)
+        return 2;
+    void *b[CACHED_BLOCKS];
+    for (int i = 0; i < CACHED_BLOCKS; i++)
+        if ((b[i] = mm_malloc(hr->heap, 100u + 40u * (unsigned)i)) == NULL)
+            return 3;
+    for (int i = 0; i < CACHED_BLOCKS; i++)
+        mm_free(hr->heap, b[i]);
+    it_put(wr, hr->owner);
+    uint64_t go;
+    (void)it_get(rd, &go, 60000);
+    return 0;
+}
+
 /* A client stopped while it holds the heap's lock (in a debugger, say) and
  * alive: RegionStats of that heap answer "busy" once the daemon's lock
  * wait (2 s) runs out, more of them at once than the thread pool has
  * workers leave the daemon's other work going (a CreateRegion completes),
- * and when the client dies the heap recovers as always. */
+ * a client that dies meanwhile with blocks cached gets them reclaimed once
+ * the lock is free again, and when the stopped client dies the heap
+ * recovers as always. */
 #define STUCK_STATS 6
 static void test_stopped_holding_heap_lock_stalls_nothing(void)
 {
     struct it_child by;
     struct mmsrv_client *c = setup(&by);
     CU_ASSERT_FATAL(bystander_pause()); /* it would wait on the lock too */
+    struct it_child cacher;
+    CU_ASSERT_FATAL(it_spawn(&cacher, cacher_child, NULL) == 0);
+    uint64_t cacher_id = 0;
+    CU_ASSERT_EQUAL_FATAL(it_get(cacher.from, &cacher_id, IT_WAIT_MS), 0);
     struct victim_arg arg = {true, 0};
     struct it_child v;
     CU_ASSERT_FATAL(it_spawn(&v, victim_child, &arg) == 0);
@@ -556,6 +584,17 @@ static void test_stopped_holding_heap_lock_stalls_nothing(void)
     it_put(v.to, 1);
     int status = 0;
     CU_ASSERT_FATAL(wait_stopped(&v, &status)); /* inside the lock, alive */
+
+    /* The cacher dies now: its reclaim must wait for the lock. */
+    CU_ASSERT_EQUAL(kill(cacher.pid, SIGKILL), 0);
+    status = it_finish(&cacher, IT_WAIT_MS);
+    CU_ASSERT(status != -1 && WIFSIGNALED(status));
+    char waits[128], reclaimed[128];
+    snprintf(waits, sizeof waits, "reclaim region=%s owner=%llu: its lock is held", HEAP,
+             (unsigned long long)cacher_id);
+    snprintf(reclaimed, sizeof reclaimed, "reclaim region=%s owner=%llu blocks=%d", HEAP,
+             (unsigned long long)cacher_id, CACHED_BLOCKS);
+    CU_ASSERT(it_wait_log(&g_d, waits, IT_WAIT_MS));
 
     static const char stats[] =
         "{\"method\":\"io.mmsrvd.RegionStats\",\"parameters\":{\"name\":\"" HEAP "\"}}";
@@ -580,10 +619,13 @@ static void test_stopped_holding_heap_lock_stalls_nothing(void)
         close(fds[i]);
     }
 
+    CU_ASSERT(!it_log_has(&g_d, reclaimed));
+
     CU_ASSERT_EQUAL(kill(v.pid, SIGKILL), 0);
     status = it_finish(&v, IT_WAIT_MS);
     CU_ASSERT(status != -1 && WIFSIGNALED(status));
-    CU_ASSERT_STRING_EQUAL(heap_state(), "ok"); /* the next locker repaired it */
+    CU_ASSERT_STRING_EQUAL(heap_state(), "ok");          /* the next locker repaired it */
+    CU_ASSERT(it_wait_log(&g_d, reclaimed, IT_WAIT_MS)); /* the retry went through */
     bystander_resume();
     CU_ASSERT(bystander_runs(500));
     CU_ASSERT_EQUAL(mmsrv_destroy(c, "after-stuck"), 0);

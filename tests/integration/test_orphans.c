@@ -111,25 +111,6 @@ static bool receiver_end_free(void)
     return ok;
 }
 
-struct log_line {
-    char text[128];
-};
-
-/* The daemon's log holds the line. */
-static int log_says(void *arg)
-{
-    const struct log_line *l = arg;
-    FILE *f = fopen(g_d.log, "r");
-    if (f == NULL)
-        return 0;
-    char line[512];
-    int found = 0;
-    while (!found && fgets(line, sizeof line, f) != NULL)
-        found = strstr(line, l->text) != NULL;
-    fclose(f);
-    return found;
-}
-
 /* ---- Set-up --------------------------------------------------------------------------- */
 
 /* A daemon with the two regions; the heap's free bytes before any client. */
@@ -200,11 +181,11 @@ static void restart_under_holder(struct it_child *holder, struct whole *w)
     start_with_regions(w);
     uint64_t owner = start_holder(holder, w);
     CU_ASSERT_EQUAL_FATAL(td_restart(&g_d), 0);
-    struct log_line watching;
-    snprintf(watching.text, sizeof watching.text,
+    char watching[128];
+    snprintf(watching, sizeof watching,
              "orphan owner=%llu regions=2: the process lives; watching it",
              (unsigned long long)owner);
-    CU_ASSERT_FATAL(tu_wait_until(log_says, &watching, IT_WAIT_MS));
+    CU_ASSERT_FATAL(it_wait_log(&g_d, watching, IT_WAIT_MS));
 }
 
 /* The client lives through the restart without reconnecting: its things

@@ -286,7 +286,9 @@ void mm_cache_limit(struct mm_heap_s *heap, size_t bytes);
 
 /* Give back every block cached under owner (see mm_set_owner_id) by any
  * thread of any process: for after that process died.  Returns how many
- * blocks came back.  Takes the lock; O(chunks). */
+ * blocks came back, or (size_t)-1 when the heap refused (broken, or its
+ * lock not to be had: mm_last_error says which; try again later for
+ * MM_ERR_BUSY).  Takes the lock; O(chunks). */
 size_t mm_reclaim_owner(struct mm_heap_s *heap, uint32_t owner);
 
 /* The id this process records in cached blocks and debug records: the pid
