@@ -47,6 +47,8 @@ struct owner {
 
 #define RECLAIM_RETRY_MS 1000
 
+static bool reclaim_stopping; /* reclaim_stop ran: no more tries */
+
 static struct owner *owners;
 static uint32_t next_private_id = OWNER_PRIVATE_FIRST;
 
@@ -210,9 +212,10 @@ static void reclaim_done(void *arg)
     }
     if (again != NULL) {
         o->touched = again;
-        if (retry_later(o))
+        if (!reclaim_stopping && retry_later(o))
             return; /* still busy: the same pid's new connections wait */
-        log_err("owner %u: cannot schedule its reclaim again", o->id);
+        if (!reclaim_stopping)
+            log_err("owner %u: cannot schedule its reclaim again", o->id);
         while (o->touched != NULL) {
             struct touched *t = o->touched;
             o->touched = t->next;
@@ -331,9 +334,12 @@ int work_submit(void (*fn)(void *arg), void (*done)(void *arg), void *arg)
 
 void reclaim_stop(void)
 {
-    /* Clients live on past a stop: reclaims waiting for a lock give up. */
+    /* Clients live on past a stop: reclaims waiting for a lock give up.  A
+     * retry whose work is in flight (its timer fired) ends in reclaim_done,
+     * which tries no more. */
+    reclaim_stopping = true;
     for (struct owner *o = owners; o != NULL; o = o->next) {
-        if (o->retry == NULL)
+        if (o->retry == NULL || !uv_is_active((uv_handle_t *)o->retry))
             continue;
         uv_timer_stop(o->retry);
         retry_drop(o);
