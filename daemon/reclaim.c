@@ -110,6 +110,17 @@ void owner_touch(struct owner *o, struct region *r)
     o->touched = t;
 }
 
+/* Let go of the regions o remembers, reclaiming nothing. */
+static void owner_drop_touched(struct owner *o)
+{
+    while (o->touched != NULL) {
+        struct touched *t = o->touched;
+        o->touched = t->next;
+        region_unref(t->region);
+        free(t);
+    }
+}
+
 static void owner_unlink(struct owner *o)
 {
     for (struct owner **p = &owners; *p != NULL; p = &(*p)->next) {
@@ -216,12 +227,7 @@ static void reclaim_done(void *arg)
             return; /* still busy: the same pid's new connections wait */
         if (!reclaim_stopping)
             log_err("owner %u: cannot schedule its reclaim again", o->id);
-        while (o->touched != NULL) {
-            struct touched *t = o->touched;
-            o->touched = t->next;
-            region_unref(t->region);
-            free(t);
-        }
+        owner_drop_touched(o);
     }
     retry_drop(o);
     o->busy = false;
@@ -263,12 +269,7 @@ void owner_put(struct owner *o, bool reclaim)
         log_err("owner %u: cannot start its reclaim", o->id);
         o->busy = false;
     }
-    while (o->touched != NULL) {
-        struct touched *t = o->touched;
-        o->touched = t->next;
-        region_unref(t->region);
-        free(t);
-    }
+    owner_drop_touched(o);
     owner_unlink(o);
 }
 
@@ -343,12 +344,7 @@ void reclaim_stop(void)
             continue;
         uv_timer_stop(o->retry);
         retry_drop(o);
-        while (o->touched != NULL) {
-            struct touched *t = o->touched;
-            o->touched = t->next;
-            region_unref(t->region);
-            free(t);
-        }
+        owner_drop_touched(o);
         o->busy = false;
     }
 }
