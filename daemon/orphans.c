@@ -20,6 +20,10 @@
  *   - a private id (a peer whose pid the daemon could not see) cannot be
  *     checked and is left alone; new private ids start past it.
  *
+ * The ids are read from client-writable memory, so the watches are capped
+ * (WATCH_MAX): a scribbler naming every process of the host costs the
+ * daemon no more than that many descriptors.
+ *
  * Reading the heaps takes their locks, which live in client-writable
  * memory, so the scan runs on libuv's thread pool like a reclaim.
  */
@@ -58,6 +62,11 @@ struct watch {
 };
 
 static struct watch *watches;
+static size_t nwatches;
+
+/* The owner ids come from memory clients can write: a scribbler could
+ * name every live process of the host.  Watch no more than this many. */
+#define WATCH_MAX 1024
 static bool stopped; /* orphans_stop ran: start nothing more */
 
 /* ---- The scan, on a worker thread ------------------------------------- */
@@ -149,6 +158,7 @@ static void watch_end(struct watch *w, bool reclaim)
             break;
         }
     }
+    nwatches--;
     uv_close((uv_handle_t *)&w->poll, watch_closed);
     owner_put(w->owner, reclaim);
 }
@@ -164,6 +174,10 @@ static void on_exit_of_owner(uv_poll_t *p, int status, int events)
 /* Watch the live process pid for o; false if it cannot be watched. */
 static bool watch_start(struct owner *o, pid_t pid)
 {
+    if (nwatches >= WATCH_MAX) {
+        errno = EMFILE;
+        return false;
+    }
     int fd = (int)syscall(SYS_pidfd_open, pid, 0);
     if (fd < 0)
         return false;
@@ -182,6 +196,7 @@ static bool watch_start(struct owner *o, pid_t pid)
     }
     w->next = watches;
     watches = w;
+    nwatches++;
     return true;
 }
 

@@ -396,11 +396,10 @@ static void test_regions_survive_restart(void)
     munmap(g_ctl, sizeof *g_ctl);
 }
 
-/* A daemon killed outright (no SIGTERM, no goodbye) loses nothing either:
- * what is in the store is enough. */
-static void test_regions_survive_a_crash(void)
+/* A heap region HEAP with a block of BLOCK bytes of pattern seed in it:
+ * the block's offset.  The client that made it is gone again. */
+static uint64_t patterned_block(uint64_t seed)
 {
-    IT_START(&g_d, NULL);
     struct mmsrv_client *c;
     CU_ASSERT_EQUAL_FATAL(mmsrv_connect(g_d.address, &c), 0);
     struct mmsrv_region_spec heap = {
@@ -410,9 +409,31 @@ static void test_regions_survive_a_crash(void)
     CU_ASSERT_EQUAL_FATAL(mmsrv_attach(c, HEAP, 0, &h), 0);
     uint8_t *blk = mm_malloc(h->heap, BLOCK);
     CU_ASSERT_PTR_NOT_NULL_FATAL(blk);
-    tu_pattern_fill(blk, BLOCK, 99);
+    tu_pattern_fill(blk, BLOCK, seed);
     uint64_t off = mmsrv_offset(h, blk);
     mmsrv_disconnect(c);
+    return off;
+}
+
+/* The block patterned_block made is there, whole, in a sound heap. */
+static void patterned_block_check(uint64_t off, uint64_t seed)
+{
+    struct mmsrv_client *c;
+    struct mmsrv_region *h;
+    CU_ASSERT_EQUAL_FATAL(mmsrv_connect(g_d.address, &c), 0);
+    CU_ASSERT_EQUAL_FATAL(mmsrv_attach(c, HEAP, 0, &h), 0);
+    uint8_t *b = mmsrv_pointer(h, off, BLOCK);
+    CU_ASSERT(b != NULL && tu_pattern_check(b, BLOCK, seed) == BLOCK);
+    CU_ASSERT_EQUAL(mm_checkcorruption(h->heap), 0);
+    mmsrv_disconnect(c);
+}
+
+/* A daemon killed outright (no SIGTERM, no goodbye) loses nothing either:
+ * what is in the store is enough. */
+static void test_regions_survive_a_crash(void)
+{
+    IT_START(&g_d, NULL);
+    uint64_t off = patterned_block(99);
     char *before = table_text(&g_d);
 
     td_drain_notify(&g_d);
@@ -429,12 +450,7 @@ static void test_regions_survive_a_crash(void)
     CU_ASSERT(before != NULL && after != NULL && strcmp(before, after) == 0);
     free(before);
     free(after);
-    CU_ASSERT_EQUAL_FATAL(mmsrv_connect(g_d.address, &c), 0);
-    CU_ASSERT_EQUAL_FATAL(mmsrv_attach(c, HEAP, 0, &h), 0);
-    uint8_t *b = mmsrv_pointer(h, off, BLOCK);
-    CU_ASSERT(b != NULL && tu_pattern_check(b, BLOCK, 99) == BLOCK);
-    CU_ASSERT_EQUAL(mm_checkcorruption(h->heap), 0);
-    mmsrv_disconnect(c);
+    patterned_block_check(off, 99);
     it_stop(&g_d);
 }
 
@@ -444,18 +460,7 @@ static void test_regions_survive_a_crash(void)
 static void test_socket_activation(void)
 {
     CU_ASSERT_EQUAL_FATAL(it_start_activated(&g_d, NULL), 0);
-    struct mmsrv_client *c;
-    CU_ASSERT_EQUAL_FATAL(mmsrv_connect(g_d.address, &c), 0);
-    struct mmsrv_region_spec heap = {
-        .name = HEAP, .kind = MMSRV_HEAP, .size = HEAP_SIZE, .uid = -1, .gid = -1, .mode = -1};
-    CU_ASSERT_EQUAL_FATAL(mmsrv_create(c, &heap, NULL), 0);
-    struct mmsrv_region *h;
-    CU_ASSERT_EQUAL_FATAL(mmsrv_attach(c, HEAP, 0, &h), 0);
-    uint8_t *blk = mm_malloc(h->heap, BLOCK);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(blk);
-    tu_pattern_fill(blk, BLOCK, 1234);
-    uint64_t off = mmsrv_offset(h, blk);
-    mmsrv_disconnect(c);
+    uint64_t off = patterned_block(1234);
 
     /* Down: the socket is still there and takes connections. */
     int status = td_stop(&g_d);
@@ -481,11 +486,7 @@ static void test_socket_activation(void)
     json_decref(reply);
     free(text);
     close(fd);
-    CU_ASSERT_EQUAL_FATAL(mmsrv_connect(g_d.address, &c), 0);
-    CU_ASSERT_EQUAL_FATAL(mmsrv_attach(c, HEAP, 0, &h), 0);
-    uint8_t *b = mmsrv_pointer(h, off, BLOCK);
-    CU_ASSERT(b != NULL && tu_pattern_check(b, BLOCK, 1234) == BLOCK);
-    mmsrv_disconnect(c);
+    patterned_block_check(off, 1234);
     it_stop(&g_d);
 }
 
