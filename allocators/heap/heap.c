@@ -31,7 +31,7 @@ void mm__lock_recover(struct mm_heap_s *h)
 
 size_t mm__user_chunk(const struct mm_heap_s *h, const void *mem, int *why)
 {
-    uintptr_t m = (uintptr_t)mem, b = (uintptr_t)h->base;
+    uintptr_t m = (uintptr_t)mem, b = (uintptr_t)mm__base(h);
     *why = MM__PTR_FOREIGN;
     if ((m & (MM__ALIGN - 1u)) != 0 || m < b + MM__USER_OFFSET)
         return 0;
@@ -295,7 +295,7 @@ static void *mm__malloc_once(struct mm_heap_s *h, size_t size, const char *file,
 #if MM_CONFIG_CACHE
     size_t coff = mm__cache_pop(h, csize);
     if (coff != 0)
-        return h->base + coff + MM__USER_OFFSET;
+        return mm__base(h) + coff + MM__USER_OFFSET;
 #endif
     if (MM_UNLIKELY(mm__enter(h) != 0))
         return NULL;
@@ -303,7 +303,7 @@ static void *mm__malloc_once(struct mm_heap_s *h, size_t size, const char *file,
     if (off != 0)
         mm__debug_on_alloc(h, off, size, file, line);
     mm__leave(h);
-    return off != 0 ? h->base + off + MM__USER_OFFSET : NULL;
+    return off != 0 ? mm__base(h) + off + MM__USER_OFFSET : NULL;
 }
 
 void *mm_malloc_at(struct mm_heap_s *h, size_t size, const char *file, int line)
@@ -392,7 +392,7 @@ bool mm_heapmember(struct mm_heap_s *h, void *mem)
 {
     if (mem == NULL || h == NULL)
         return false;
-    uintptr_t m = (uintptr_t)mem, b = (uintptr_t)h->base;
+    uintptr_t m = (uintptr_t)mem, b = (uintptr_t)mm__base(h);
     if (m < b || m - b >= h->limit)
         return false;
     size_t start, end;

@@ -53,7 +53,7 @@ MM__INLINE struct mm__cache *mm__cache_of(struct mm_heap_s *h, bool create)
  * which also reports misuse). */
 MM__INLINE bool mm__cache_push(struct mm_heap_s *h, void *mem)
 {
-    uintptr_t m = (uintptr_t)mem, b = (uintptr_t)h->base;
+    uintptr_t m = (uintptr_t)mem, b = (uintptr_t)mm__base(h);
     size_t off = (size_t)(m - b) - MM__USER_OFFSET;
     /* Only the first region, whose bounds the handle holds (validated):
      * off - start wraps for pointers below it. */

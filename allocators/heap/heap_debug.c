@@ -15,7 +15,7 @@
 
 static struct mm__debug_rec *mm__rec(const struct mm_heap_s *h, size_t off)
 {
-    return (struct mm__debug_rec *)(void *)(h->base + off + MM__HDR);
+    return (struct mm__debug_rec *)(void *)(mm__base(h) + off + MM__HDR);
 }
 
 void mm__debug_on_alloc(struct mm_heap_s *h, size_t off, size_t reqsize, const char *file, int line)
@@ -34,7 +34,7 @@ void mm__debug_on_alloc(struct mm_heap_s *h, size_t off, size_t reqsize, const c
         size_t n = strlen(base);
         memcpy(rec->file, base, n < sizeof(rec->file) - 1u ? n : sizeof(rec->file) - 1u);
     }
-    memset(h->base + off + MM__USER_OFFSET + reqsize, MM_CONFIG_GUARD_FILL, MM__GUARD_SIZE);
+    memset(mm__base(h) + off + MM__USER_OFFSET + reqsize, MM_CONFIG_GUARD_FILL, MM__GUARD_SIZE);
 }
 
 size_t mm__usable_size(const struct mm_heap_s *h, size_t off)
@@ -50,7 +50,7 @@ bool mm__debug_guard_ok(const struct mm_heap_s *h, size_t off)
     size_t req = mm__rec(h, off)->reqsize;
     if (req > room)
         return false;
-    const uint8_t *g = h->base + off + MM__USER_OFFSET + req;
+    const uint8_t *g = mm__base(h) + off + MM__USER_OFFSET + req;
     for (unsigned i = 0; i < MM__GUARD_SIZE; i++)
         if (g[i] != MM_CONFIG_GUARD_FILL)
             return false;
@@ -64,13 +64,13 @@ void mm__debug_reset(struct mm_heap_s *h, size_t off)
     memset(rec, 0, sizeof(*rec));
     rec->reqsize = (uint32_t)room;
     rec->file[0] = '?';
-    memset(h->base + off + MM__USER_OFFSET + room, MM_CONFIG_GUARD_FILL, MM__GUARD_SIZE);
+    memset(mm__base(h) + off + MM__USER_OFFSET + room, MM_CONFIG_GUARD_FILL, MM__GUARD_SIZE);
 }
 
 bool mm__debug_on_free(struct mm_heap_s *h, size_t off)
 {
     bool ok = mm__debug_guard_ok(h, off);
-    memset(h->base + off + MM__HDR, MM_CONFIG_FREE_FILL,
+    memset(mm__base(h) + off + MM__HDR, MM_CONFIG_FREE_FILL,
            (size_t)mm__size_of(mm__chunk(h, off)) - MM__HDR);
     return ok;
 }

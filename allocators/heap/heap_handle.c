@@ -79,34 +79,29 @@ static bool mm__within_model(uint64_t n)
     return n <= (uint64_t)MM_MAX_HEAPSIZE;
 }
 
-/* Heap offsets and sizes up to past MM_MAX_HEAPSIZE, and any size_t, without
- * wrapping: 64 bits only where the model or size_t needs them (16-bit AVR
- * pays dearly for them). */
-#if MM_CONFIG_SMALL && SIZE_MAX <= 0xffffffffu
-typedef uint32_t mm__wide_t;
-#else
-typedef uint64_t mm__wide_t;
-#endif
-
 /* Make [s, s + size) (an address range) the next region of h: one free
  * chunk and an end sentinel.  mm_initialize's first region and
  * mm_addregion's alike; under the lock, or before anyone else sees the heap.
- * false if the range is misplaced, too small or one region too many. */
+ * false if the range is misplaced, too small or one region too many.
+ *
+ * No offset here wraps a size_t, so no 64-bit arithmetic on 32-bit
+ * targets: s + size does not (checked first), and rounding s - b up cannot,
+ * since the base b is at least MM_START_ALIGN. */
 static bool mm__region_add(struct mm_heap_s *h, uintptr_t s, size_t size)
 {
     struct mm__header *hd = mm__hdr(h);
     uint32_t nregions = hd->nregions; /* read once: shared memory may change */
-    uintptr_t b = (uintptr_t)h->base;
+    uintptr_t b = (uintptr_t)mm__base(h);
     if (nregions >= MM_CONFIG_REGIONS || s < b + sizeof(struct mm__header) ||
         size > (uintptr_t)-1 - s)
         return false;
-    mm__wide_t first = mm__align_up((size_t)(s - b));
-    mm__wide_t end = (mm__wide_t)((s + size - b) & ~(uintptr_t)(MM__ALIGN - 1u));
-    if (end > (mm__wide_t)MM_MAX_HEAPSIZE || end < first + MM__MINCHUNK + MM__HDR)
+    size_t first = mm__align_up((size_t)(s - b));
+    size_t end = (size_t)((s + size - b) & ~(uintptr_t)(MM__ALIGN - 1u));
+    if (!mm__within_model(end) || first > end || end - first < MM__MINCHUNK + MM__HDR)
         return false;
     end -= MM__HDR;
     for (unsigned i = 0; i < nregions; i++) {
-        mm__wide_t rs = hd->region[i].start, re = (mm__wide_t)hd->region[i].end + MM__HDR;
+        size_t rs = hd->region[i].start, re = (size_t)hd->region[i].end + MM__HDR;
         if (first < re && end + MM__HDR > rs)
             return false; /* overlaps region i */
     }
@@ -115,15 +110,15 @@ static bool mm__region_add(struct mm_heap_s *h, uintptr_t s, size_t size)
     if (end + MM__HDR > hd->span)
         hd->span = end + MM__HDR;
     mmsize_t csize = (mmsize_t)(end - first);
-    struct mm__chunk *c = mm__chunk(h, (size_t)first);
+    struct mm__chunk *c = mm__chunk(h, first);
     c->prev_size = 0;
     c->size = csize;
-    struct mm__chunk *sentinel = mm__chunk(h, (size_t)end);
+    struct mm__chunk *sentinel = mm__chunk(h, end);
     sentinel->prev_size = csize;
     sentinel->size = MM__ALLOC_BIT;
     hd->region[nregions].start = (mmsize_t)first;
     hd->region[nregions].end = (mmsize_t)end;
-    mm__list_insert(h, (size_t)first, csize);
+    mm__list_insert(h, first, csize);
     hd->nregions = nregions + 1u;
     return true;
 }

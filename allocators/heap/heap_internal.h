@@ -163,6 +163,10 @@ struct mm_heap_s {
 };
 
 struct mm__header {
+#if !MM_CONFIG_MULTIPROCESS
+    /* first: the handle's address is the heap's (mm__base) */
+    struct mm_heap_s handle;
+#endif
     uint32_t magic;
     uint16_t version;
     uint8_t size_bytes; /* sizeof(mmsize_t): the model */
@@ -179,17 +183,25 @@ struct mm__header {
     uint32_t fl_bitmap;
     uint32_t sl_bitmap[MM__FL_COUNT];
     mmsize_t heads[MM__CLASSES]; /* by class: first level * MM__SL_COUNT + second */
-#if !MM_CONFIG_MULTIPROCESS
-    struct mm_heap_s handle;
-#endif
 };
 
 _Static_assert(_Alignof(struct mm__header) <= MM_START_ALIGN,
                "a heap start aligned to MM_START_ALIGN aligns the header");
 
+/* This process's address of the heap.  A microcontroller's handle is the
+ * start of the heap's header: no load from the handle. */
+static inline uint8_t *mm__base(const struct mm_heap_s *h)
+{
+#if MM_CONFIG_MULTIPROCESS
+    return h->base;
+#else
+    return (uint8_t *)(uintptr_t)h;
+#endif
+}
+
 static inline struct mm__header *mm__hdr(const struct mm_heap_s *h)
 {
-    return (struct mm__header *)(void *)h->base;
+    return (struct mm__header *)(void *)mm__base(h);
 }
 
 /* ---- Chunks ---------------------------------------------------------- */
@@ -204,7 +216,7 @@ struct mm__chunk {
 
 static inline struct mm__chunk *mm__chunk(const struct mm_heap_s *h, size_t off)
 {
-    return (struct mm__chunk *)(void *)(h->base + off);
+    return (struct mm__chunk *)(void *)(mm__base(h) + off);
 }
 
 static inline mmsize_t mm__size_of(const struct mm__chunk *c)

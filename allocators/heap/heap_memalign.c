@@ -24,7 +24,7 @@ static void *mm__memalign_once(struct mm_heap_s *h, size_t alignment, size_t siz
     }
 
     mmsize_t total = mm__size_of(mm__chunk(h, off));
-    uintptr_t user = (uintptr_t)(h->base + off + MM__USER_OFFSET);
+    uintptr_t user = (uintptr_t)(mm__base(h) + off + MM__USER_OFFSET);
     size_t gap = (size_t)(((user + alignment - 1u) & ~(uintptr_t)(alignment - 1u)) - user);
     if (gap != 0 && gap < MM__MINCHUNK)
         gap += alignment; /* alignment > MM_ALIGN, so now gap >= MM__MINCHUNK */
@@ -36,7 +36,7 @@ static void *mm__memalign_once(struct mm_heap_s *h, size_t alignment, size_t siz
     mm__shrink_chunk(h, off, total, csize);
     mm__debug_on_alloc(h, off, size, file, line);
     mm__leave(h);
-    return h->base + off + MM__USER_OFFSET;
+    return mm__base(h) + off + MM__USER_OFFSET;
 }
 
 void *mm_memalign_at(struct mm_heap_s *h, size_t alignment, size_t size, const char *file, int line)

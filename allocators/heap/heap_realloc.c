@@ -42,7 +42,7 @@ static size_t mm__grow_prev(struct mm_heap_s *h, size_t off, mmsize_t size, mmsi
     mm__chunk(h, start)->size = (mmsize_t)(total | MM__ALLOC_BIT); /* publishes */
     mm__chunk(h, start + total)->prev_size = total;
     MM__CRASH_POINT(8);
-    memmove(h->base + start + MM__USER_OFFSET, h->base + off + MM__USER_OFFSET, keep);
+    memmove(mm__base(h) + start + MM__USER_OFFSET, mm__base(h) + off + MM__USER_OFFSET, keep);
     return start;
 }
 
@@ -91,7 +91,7 @@ static size_t mm__resize(struct mm_heap_s *h, size_t off, mmsize_t csize, bool *
     size_t noff = mm__alloc_chunk(h, csize, retry);
     if (noff == 0)
         return 0;
-    memcpy(h->base + noff + MM__USER_OFFSET, h->base + off + MM__USER_OFFSET,
+    memcpy(mm__base(h) + noff + MM__USER_OFFSET, mm__base(h) + off + MM__USER_OFFSET,
            mm__usable_size(h, off));
     (void)mm__debug_on_free(h, off); /* fill; the guard was checked already */
     if (mm__needs_repair(mm__free_chunk(h, off))) {
@@ -138,7 +138,7 @@ static void *mm__realloc_once(struct mm_heap_s *h, void *oldmem, size_t size, mm
     mm__leave(h);
     if (!guard_ok)
         mm__report_misuse(h, MM_MISUSE_GUARD, oldmem);
-    return noff != 0 ? h->base + noff + MM__USER_OFFSET : NULL;
+    return noff != 0 ? mm__base(h) + noff + MM__USER_OFFSET : NULL;
 }
 
 void *mm_realloc_at(struct mm_heap_s *h, void *oldmem, size_t size, const char *file, int line)

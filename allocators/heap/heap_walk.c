@@ -180,14 +180,14 @@ static bool mm__dump_chunk(struct mm_heap_s *h, size_t off, const struct mm__chu
         return true;
     if (b.cached) {
         /* heap_cache.c keeps the owner id in the link word after the link */
-        b.mem = h->base + off + MM__USER_OFFSET;
+        b.mem = mm__base(h) + off + MM__USER_OFFSET;
         b.size = mm__usable_size(h, off);
         b.owner = (uint32_t)c->prev;
     } else if (b.allocated) {
-        b.mem = h->base + off + MM__USER_OFFSET;
+        b.mem = mm__base(h) + off + MM__USER_OFFSET;
         b.size = mm__usable_size(h, off);
 #if MM_CONFIG_DEBUG
-        const struct mm__debug_rec *rec = (const void *)(h->base + off + MM__HDR);
+        const struct mm__debug_rec *rec = (const void *)(mm__base(h) + off + MM__HDR);
         b.owner = rec->owner;
         b.seq = rec->seq;
         b.line = rec->line;
@@ -195,7 +195,7 @@ static bool mm__dump_chunk(struct mm_heap_s *h, size_t off, const struct mm__chu
         b.file[sizeof(b.file) - 1] = '\0';
 #endif
     } else {
-        b.mem = h->base + off + MM__HDR;
+        b.mem = mm__base(h) + off + MM__HDR;
         b.size = (size_t)mm__size_of(c) - MM__HDR;
     }
     if (d->filter.owner != 0 && b.owner != d->filter.owner)
