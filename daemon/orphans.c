@@ -25,7 +25,10 @@
  * daemon no more than that many descriptors.
  *
  * Reading the heaps takes their locks, which live in client-writable
- * memory, so the scan runs on libuv's thread pool like a reclaim.
+ * memory, so the scan runs on libuv's thread pool like a reclaim.  A heap
+ * whose lock stays held past the wait (a client stopped inside it, say) is
+ * scanned again every RESCAN_MS until the scan goes through, as a reclaim
+ * is retried: its dead owners' cached blocks would otherwise stay lost.
  */
 #define _GNU_SOURCE
 #include "mmsrvd.h"
@@ -51,6 +54,8 @@ struct scan {
     struct region **regions; /* referenced for the scan's length */
     struct found *found;
     bool out_of_memory;
+    size_t nbusy;
+    struct region **busy; /* heaps whose lock was held: room for nregions */
 };
 
 /* A live owner watched through a pidfd until it exits. */
@@ -68,6 +73,11 @@ static size_t nwatches;
  * name every live process of the host.  Watch no more than this many. */
 #define WATCH_MAX 1024
 static bool stopped; /* orphans_stop ran: start nothing more */
+
+/* The next scan of the heaps that were busy, and when it starts. */
+#define RESCAN_MS 1000
+static uv_timer_t *rescan_timer;
+static struct scan *rescan;
 
 /* ---- The scan, on a worker thread ------------------------------------- */
 
@@ -111,10 +121,12 @@ static bool chain_owner(void *arg, const struct iob_chain_info *chain)
     return true;
 }
 
+/* Sees every chunk, so that a walk that ran reports at least one. */
 static bool cache_owner(void *arg, const struct mm_block_info *block)
 {
     struct scan_region *sr = arg;
-    found_add(sr->scan, block->owner, sr->region);
+    if (block->cached) /* an allocated block's owner (debug builds) is no holder */
+        found_add(sr->scan, block->owner, sr->region);
     return true;
 }
 
@@ -135,8 +147,13 @@ static void scan_work(void *arg)
                 }
             }
         } else if (r->heap != NULL) {
-            struct mm_dump_filter cached = {.kinds = MM_DUMP_CACHED};
-            (void)mm_memdump(r->heap, &cached, cache_owner, &sr);
+            struct mm_dump_filter every = {.kinds =
+                                               MM_DUMP_CACHED | MM_DUMP_ALLOCATED | MM_DUMP_FREE};
+            /* Nothing reported: the walk did not run.  A broken heap stays
+             * so; any other refusal is its lock, held past the wait. */
+            if (mm_memdump(r->heap, &every, cache_owner, &sr) == 0 &&
+                mm_heap_state(r->heap) == MM_OK)
+                s->busy[s->nbusy++] = r;
         }
     }
 }
@@ -200,6 +217,14 @@ static bool watch_start(struct owner *o, pid_t pid)
     return true;
 }
 
+static bool watched(const struct owner *o)
+{
+    for (const struct watch *w = watches; w != NULL; w = w->next)
+        if (w->owner == o)
+            return true;
+    return false;
+}
+
 static void adopt(const struct found *f)
 {
     if (stopped)
@@ -217,6 +242,10 @@ static void adopt(const struct found *f)
     }
     for (size_t i = 0; i < f->nregions; i++)
         owner_touch(o, f->regions[i]);
+    if (watched(o)) { /* found again by a later scan: one watch is enough */
+        owner_put(o, false);
+        return;
+    }
     if (kill(pid, 0) != 0 && errno == ESRCH) {
         log_notice("orphan owner=%u regions=%zu: the process is gone; reclaiming", f->id,
                    f->nregions);
@@ -228,6 +257,78 @@ static void adopt(const struct found *f)
                  "connects again",
                  f->id, strerror(errno));
         owner_put(o, false);
+    }
+}
+
+static void scan_free(struct scan *s)
+{
+    for (size_t i = 0; i < s->nregions; i++)
+        region_unref(s->regions[i]);
+    free(s->regions);
+    free(s->busy);
+    free(s);
+}
+
+/* A scan of n regions (referenced here), or NULL if out of memory. */
+static struct scan *scan_new(struct region **of, size_t n)
+{
+    struct scan *s = calloc(1, sizeof(*s));
+    struct region **regions = calloc(n, sizeof(*regions));
+    struct region **busy = calloc(n, sizeof(*busy));
+    if (s == NULL || regions == NULL || busy == NULL) {
+        free(s);
+        free(regions);
+        free(busy);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        region_ref(of[i]);
+        regions[i] = of[i];
+    }
+    s->nregions = n;
+    s->regions = regions;
+    s->busy = busy;
+    return s;
+}
+
+static void scan_done(void *arg);
+
+static void scan_start(struct scan *s)
+{
+    if (work_submit(scan_work, scan_done, s) != 0) {
+        log_err("orphans: cannot start the scan: owners of restored regions are not reclaimed");
+        scan_free(s);
+    }
+}
+
+static void rescan_fire(uv_timer_t *timer)
+{
+    (void)timer;
+    struct scan *s = rescan;
+    rescan = NULL;
+    if (s != NULL)
+        scan_start(s);
+}
+
+/* Scan the heaps of s that were busy again in RESCAN_MS. */
+static void rescan_later(const struct scan *s)
+{
+    for (size_t i = 0; i < s->nbusy; i++)
+        log_warn("orphans: region=%s: its lock is held; scanning it again in %d ms",
+                 s->busy[i]->name, RESCAN_MS);
+    if (rescan_timer == NULL) {
+        rescan_timer = calloc(1, sizeof(*rescan_timer));
+        if (rescan_timer == NULL || uv_timer_init(work_loop(), rescan_timer) != 0) {
+            free(rescan_timer);
+            rescan_timer = NULL;
+        }
+    }
+    rescan = rescan_timer != NULL ? scan_new(s->busy, s->nbusy) : NULL;
+    if (rescan == NULL || uv_timer_start(rescan_timer, rescan_fire, RESCAN_MS, 0) != 0) {
+        log_err("orphans: out of memory: owners of busy heaps are not reclaimed");
+        if (rescan != NULL)
+            scan_free(rescan);
+        rescan = NULL;
     }
 }
 
@@ -243,10 +344,9 @@ static void scan_done(void *arg)
         free(f->regions);
         free(f);
     }
-    for (size_t i = 0; i < s->nregions; i++)
-        region_unref(s->regions[i]);
-    free(s->regions);
-    free(s);
+    if (s->nbusy > 0 && !stopped)
+        rescan_later(s);
+    scan_free(s);
 }
 
 void orphans_adopt(void)
@@ -256,29 +356,38 @@ void orphans_adopt(void)
         n++;
     if (n == 0)
         return;
-    struct scan *s = calloc(1, sizeof(*s));
-    struct region **regions = calloc(n, sizeof(*regions));
-    if (s == NULL || regions == NULL) {
-        free(s);
-        free(regions);
+    struct region **all = calloc(n, sizeof(*all));
+    struct scan *s = NULL;
+    if (all != NULL) {
+        n = 0;
+        for (struct region *r = region_first(); r != NULL; r = r->next)
+            all[n++] = r;
+        s = scan_new(all, n);
+        free(all);
+    }
+    if (s == NULL) {
         log_err("orphans: out of memory: owners of restored regions are not reclaimed");
         return;
     }
-    for (struct region *r = region_first(); r != NULL; r = r->next) {
-        region_ref(r);
-        regions[s->nregions++] = r;
-    }
-    s->regions = regions;
-    if (work_submit(scan_work, scan_done, s) != 0) {
-        log_err("orphans: cannot start the scan: owners of restored regions are not reclaimed");
-        s->found = NULL;
-        scan_done(s);
-    }
+    scan_start(s);
+}
+
+static void rescan_timer_closed(uv_handle_t *h)
+{
+    free(h);
 }
 
 void orphans_stop(void)
 {
     stopped = true;
+    if (rescan_timer != NULL) {
+        uv_close((uv_handle_t *)rescan_timer, rescan_timer_closed);
+        rescan_timer = NULL;
+    }
+    if (rescan != NULL) {
+        scan_free(rescan);
+        rescan = NULL;
+    }
     while (watches != NULL)
         watch_end(watches, false); /* clients live on past a stop */
 }

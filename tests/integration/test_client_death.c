@@ -632,12 +632,60 @@ static void test_stopped_holding_heap_lock_stalls_nothing(void)
     teardown(c, &by);
 }
 
+/* The orphan scan after a restart meets the heap's lock held by a stopped
+ * client: it scans that heap again until the lock is free, so a client that
+ * died while no daemon knew it (it never reconnected) still gets its cached
+ * blocks back. */
+static void test_orphan_scan_waits_for_a_held_lock(void)
+{
+    struct it_child by;
+    struct mmsrv_client *c = setup(&by);
+    CU_ASSERT_FATAL(bystander_pause()); /* it would wait on the lock too */
+    struct it_child cacher;
+    CU_ASSERT_FATAL(it_spawn(&cacher, cacher_child, NULL) == 0);
+    uint64_t cacher_id = 0;
+    CU_ASSERT_EQUAL_FATAL(it_get(cacher.from, &cacher_id, IT_WAIT_MS), 0);
+    struct victim_arg arg = {true, 0};
+    struct it_child v;
+    CU_ASSERT_FATAL(it_spawn(&v, victim_child, &arg) == 0);
+    uint64_t held = 0;
+    CU_ASSERT_EQUAL(it_get(v.from, &held, IT_WAIT_MS), 0);
+    it_put(v.to, 1);
+    int status = 0;
+    CU_ASSERT_FATAL(wait_stopped(&v, &status)); /* inside the lock, alive */
+
+    mmsrv_disconnect(c); /* the connection goes with the daemon */
+    CU_ASSERT_EQUAL_FATAL(td_restart(&g_d), 0);
+    char busy[128], reclaimed[128];
+    snprintf(busy, sizeof busy, "orphans: region=%s: its lock is held; scanning it again", HEAP);
+    snprintf(reclaimed, sizeof reclaimed, "reclaim region=%s owner=%llu blocks=%d", HEAP,
+             (unsigned long long)cacher_id, CACHED_BLOCKS);
+    CU_ASSERT(it_wait_log(&g_d, busy, IT_WAIT_MS));
+
+    /* The cacher dies unseen: no daemon has its connection any more. */
+    CU_ASSERT_EQUAL(kill(cacher.pid, SIGKILL), 0);
+    status = it_finish(&cacher, IT_WAIT_MS);
+    CU_ASSERT(status != -1 && WIFSIGNALED(status));
+    CU_ASSERT(!it_log_has(&g_d, reclaimed));
+
+    CU_ASSERT_EQUAL(kill(v.pid, SIGKILL), 0); /* the lock is free again */
+    status = it_finish(&v, IT_WAIT_MS);
+    CU_ASSERT(status != -1 && WIFSIGNALED(status));
+    CU_ASSERT(it_wait_log(&g_d, reclaimed, IT_WAIT_MS)); /* found by a later scan */
+    CU_ASSERT_STRING_EQUAL(heap_state(), "ok");
+    bystander_resume();
+    CU_ASSERT(bystander_runs(500));
+    CU_ASSERT_EQUAL_FATAL(mmsrv_connect(g_d.address, &c), 0);
+    teardown(c, &by);
+}
+
 int main(void)
 {
     static const struct tu_test tests[] = {
         TU_TEST(test_killed_holding_heap_lock_and_iobs),
         TU_TEST(test_killed_inside_iob_calls),
         TU_TEST(test_stopped_holding_heap_lock_stalls_nothing),
+        TU_TEST(test_orphan_scan_waits_for_a_held_lock),
         TU_END,
     };
     return tu_main("client_death", tests);
