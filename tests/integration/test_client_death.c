@@ -559,6 +559,24 @@ static int cacher_child(void *arg, int rd, int wr)
     return 0;
 }
 
+/* The bystander paused (it would wait on the lock too), a cacher (its owner
+ * id returned) and a victim stopped inside the heap's lock, alive. */
+static uint64_t stop_inside_lock_beside_cacher(struct it_child *cacher, struct it_child *v)
+{
+    CU_ASSERT_FATAL(bystander_pause());
+    CU_ASSERT_FATAL(it_spawn(cacher, cacher_child, NULL) == 0);
+    uint64_t cacher_id = 0;
+    CU_ASSERT_EQUAL_FATAL(it_get(cacher->from, &cacher_id, IT_WAIT_MS), 0);
+    static const struct victim_arg arg = {true, 0};
+    CU_ASSERT_FATAL(it_spawn(v, victim_child, (void *)&arg) == 0);
+    uint64_t held = 0;
+    CU_ASSERT_EQUAL(it_get(v->from, &held, IT_WAIT_MS), 0);
+    it_put(v->to, 1);
+    int status = 0;
+    CU_ASSERT_FATAL(wait_stopped(v, &status));
+    return cacher_id;
+}
+
 /* A client stopped while it holds the heap's lock (in a debugger, say) and
  * alive: RegionStats of that heap answer "busy" once the daemon's lock
  * wait (2 s) runs out, more of them at once than the thread pool has
@@ -571,19 +589,9 @@ static void test_stopped_holding_heap_lock_stalls_nothing(void)
 {
     struct it_child by;
     struct mmsrv_client *c = setup(&by);
-    CU_ASSERT_FATAL(bystander_pause()); /* it would wait on the lock too */
-    struct it_child cacher;
-    CU_ASSERT_FATAL(it_spawn(&cacher, cacher_child, NULL) == 0);
-    uint64_t cacher_id = 0;
-    CU_ASSERT_EQUAL_FATAL(it_get(cacher.from, &cacher_id, IT_WAIT_MS), 0);
-    struct victim_arg arg = {true, 0};
-    struct it_child v;
-    CU_ASSERT_FATAL(it_spawn(&v, victim_child, &arg) == 0);
-    uint64_t held = 0;
-    CU_ASSERT_EQUAL(it_get(v.from, &held, IT_WAIT_MS), 0);
-    it_put(v.to, 1);
+    struct it_child cacher, v;
+    uint64_t cacher_id = stop_inside_lock_beside_cacher(&cacher, &v);
     int status = 0;
-    CU_ASSERT_FATAL(wait_stopped(&v, &status)); /* inside the lock, alive */
 
     /* The cacher dies now: its reclaim must wait for the lock. */
     CU_ASSERT_EQUAL(kill(cacher.pid, SIGKILL), 0);
@@ -640,19 +648,9 @@ static void test_orphan_scan_waits_for_a_held_lock(void)
 {
     struct it_child by;
     struct mmsrv_client *c = setup(&by);
-    CU_ASSERT_FATAL(bystander_pause()); /* it would wait on the lock too */
-    struct it_child cacher;
-    CU_ASSERT_FATAL(it_spawn(&cacher, cacher_child, NULL) == 0);
-    uint64_t cacher_id = 0;
-    CU_ASSERT_EQUAL_FATAL(it_get(cacher.from, &cacher_id, IT_WAIT_MS), 0);
-    struct victim_arg arg = {true, 0};
-    struct it_child v;
-    CU_ASSERT_FATAL(it_spawn(&v, victim_child, &arg) == 0);
-    uint64_t held = 0;
-    CU_ASSERT_EQUAL(it_get(v.from, &held, IT_WAIT_MS), 0);
-    it_put(v.to, 1);
+    struct it_child cacher, v;
+    uint64_t cacher_id = stop_inside_lock_beside_cacher(&cacher, &v);
     int status = 0;
-    CU_ASSERT_FATAL(wait_stopped(&v, &status)); /* inside the lock, alive */
 
     mmsrv_disconnect(c); /* the connection goes with the daemon */
     CU_ASSERT_EQUAL_FATAL(td_restart(&g_d), 0);

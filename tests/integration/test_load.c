@@ -78,24 +78,6 @@ static struct td_daemon g_d;
 
 /* ---- The daemon's figures ------------------------------------------------------- */
 
-/* The daemon's private resident memory in KiB (RssAnon: its own allocations;
- * VmRSS would also count the pages of the segment it touched), or -1. */
-static long rss_anon_kib(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return -1;
-    char line[256];
-    long kib = -1;
-    while (fgets(line, sizeof line, f) != NULL)
-        if (sscanf(line, "RssAnon: %ld kB", &kib) == 1)
-            break;
-    fclose(f);
-    return kib;
-}
-
 struct baseline {
     int fds;
     long anon_kib;
@@ -107,7 +89,9 @@ static void take_baseline(struct baseline *b)
 {
     CU_ASSERT_FATAL(it_served(&g_d));
     b->fds = it_settled_fds(g_d.pid);
-    b->anon_kib = rss_anon_kib(g_d.pid);
+    /* RssAnon: its own allocations; VmRSS would also count the pages of
+     * the segment it touched */
+    b->anon_kib = td_status_kib(g_d.pid, "RssAnon");
     CU_ASSERT_FATAL(b->fds > 0);
 }
 
@@ -121,7 +105,7 @@ static void check_baseline(const struct baseline *b, const char *after)
         fprintf(stderr, "\n    after %s: the daemon has %d descriptors open, %d before\n", after, n,
                 b->fds);
     CU_ASSERT(n >= 0 && n <= b->fds);
-    long anon = rss_anon_kib(g_d.pid);
+    long anon = td_status_kib(g_d.pid, "RssAnon");
     printf("\n    after %s: daemon fds %d (baseline %d), private memory %ld KiB (baseline %ld)",
            after, n, b->fds, anon, b->anon_kib);
     if (!LOAD_ASAN) {

@@ -484,7 +484,7 @@ int td_count_fds(pid_t pid)
     return n;
 }
 
-long td_rss_kib(pid_t pid)
+long td_status_kib(pid_t pid, const char *field)
 {
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
@@ -492,12 +492,19 @@ long td_rss_kib(pid_t pid)
     if (f == NULL)
         return -1;
     char line[256];
+    size_t n = strlen(field);
     long kib = -1;
     while (fgets(line, sizeof line, f) != NULL)
-        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+        if (strncmp(line, field, n) == 0 && line[n] == ':' &&
+            sscanf(line + n + 1, " %ld kB", &kib) == 1)
             break;
     fclose(f);
     return kib;
+}
+
+long td_rss_kib(pid_t pid)
+{
+    return td_status_kib(pid, "VmRSS");
 }
 
 int td_connect(const struct td_daemon *d)

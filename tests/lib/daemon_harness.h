@@ -93,6 +93,8 @@ void td_print_log(const struct td_daemon *d);
 int td_count_fds(pid_t pid);
 /* Its resident memory in KiB, or -1. */
 long td_rss_kib(pid_t pid);
+/* A "kB" field of its /proc/PID/status (VmRSS, RssAnon...), or -1. */
+long td_status_kib(pid_t pid, const char *field);
 
 /* A raw connection to the daemon's socket, or -1. */
 int td_connect(const struct td_daemon *d);
