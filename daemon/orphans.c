@@ -310,12 +310,21 @@ static void rescan_fire(uv_timer_t *timer)
         scan_start(s);
 }
 
-/* Scan the heaps of s that were busy again in RESCAN_MS. */
-static void rescan_later(const struct scan *s)
+/* Scan the heaps of s that were busy again in RESCAN_MS (those not being
+ * destroyed: their owners' blocks go with them). */
+static void rescan_later(struct scan *s)
 {
-    for (size_t i = 0; i < s->nbusy; i++)
-        log_warn("orphans: region=%s: its lock is held; scanning it again in %d ms",
+    size_t n = 0;
+    for (size_t i = 0; i < s->nbusy; i++) {
+        if (s->busy[i]->destroying)
+            continue;
+        log_info("orphans: region=%s: its lock is held; scanning it again in %d ms",
                  s->busy[i]->name, RESCAN_MS);
+        s->busy[n++] = s->busy[i];
+    }
+    s->nbusy = n;
+    if (n == 0)
+        return;
     if (rescan_timer == NULL) {
         rescan_timer = calloc(1, sizeof(*rescan_timer));
         if (rescan_timer == NULL || uv_timer_init(work_loop(), rescan_timer) != 0) {
