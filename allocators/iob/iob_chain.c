@@ -25,11 +25,11 @@
 
 /* The caller's own chain head: its index and state. */
 static int iob__own_head(struct iob_pool_s *h, const struct iob_s *iob, uint32_t me, uint32_t *b,
-                         uint64_t *st)
+                         iob__st_t *st)
 {
     if (iob == NULL || !iob__index(h, iob, b))
         return iob__fail(h, -MM_EINVAL);
-    *st = mm_port_load64(&iob__desc(h, *b)->s.state);
+    *st = iob__st_load(&iob__desc(h, *b)->s);
     if (iob__st_kind(*st) != IOB__OWNED || iob__st_owner(*st) != me)
         return iob__fail(h, -MM_EPERM);
     return 0;
@@ -46,7 +46,7 @@ static void iob__link(struct iob_pool_s *h, uint32_t b, uint32_t nb, uint32_t me
     struct iob__desc *dn = iob__desc(h, nb);
     mm_port_store32(&iob__desc(h, b)->next, nb);
     IOB__CRASH(IOB_CRASH_LINK);
-    mm_port_store64(&dn->s.state, iob__st_with(mm_port_load64(&dn->s.state), IOB__LINKED, me));
+    iob__st_store(&dn->s, iob__st_with(iob__st_load(&dn->s), IOB__LINKED, me));
 }
 
 /* Free x, the buffer after prev: promoted, unlinked, freed. */
@@ -56,8 +56,8 @@ static int iob__unlink_free(struct iob_pool_s *h, uint32_t prev, uint32_t x, uin
     if (!iob__follow(h, x, &nx))
         return iob__corrupt(h);
     struct iob__desc *dx = iob__desc(h, x);
-    uint64_t st = iob__st_with(mm_port_load64(&dx->s.state), IOB__OWNED, me);
-    mm_port_store64(&dx->s.state, st);
+    iob__st_t st = iob__st_with(iob__st_load(&dx->s), IOB__OWNED, me);
+    iob__st_store(&dx->s, st);
     IOB__CRASH(IOB_CRASH_UNLINK);
     mm_port_store32(&iob__desc(h, prev)->next, nx);
     iob__free_one(h, x, st, me);
@@ -73,8 +73,8 @@ static int iob__cut(struct iob_pool_s *h, uint32_t b, uint32_t me)
     if (nx == IOB__NIL)
         return 0;
     struct iob__desc *dn = iob__desc(h, nx);
-    uint64_t st = iob__st_with(mm_port_load64(&dn->s.state), IOB__OWNED, me);
-    mm_port_store64(&dn->s.state, st);
+    iob__st_t st = iob__st_with(iob__st_load(&dn->s), IOB__OWNED, me);
+    iob__st_store(&dn->s, st);
     IOB__CRASH(IOB_CRASH_UNLINK);
     mm_port_store32(&iob__desc(h, b)->next, IOB__NIL);
     iob__free_chain_at(h, nx, st, me);
@@ -144,7 +144,7 @@ uint32_t iob_owner(struct iob_pool_s *h, const struct iob_s *iob)
     uint32_t b;
     if (!iob__handle_ok(h) || !iob__index(h, iob, &b))
         return 0;
-    uint64_t st = mm_port_load64(&iob__desc(h, b)->s.state);
+    iob__st_t st = iob__st_load(&iob__desc(h, b)->s);
     return iob__st_kind(st) == IOB__OWNED ? iob__st_owner(st) : 0u;
 }
 
@@ -156,7 +156,7 @@ static int iob__copyin(struct iob_pool_s *h, struct iob_s *iob, const uint8_t *s
     if (!iob__handle_ok(h))
         return -MM_EINVAL;
     uint32_t me = iob__me(h), hb, cur, off, clen, steps = 0;
-    uint64_t st;
+    iob__st_t st;
     int r = iob__own_head(h, iob, me, &hb, &st);
     if (r < 0)
         return r;
@@ -174,7 +174,7 @@ static int iob__copyin(struct iob_pool_s *h, struct iob_s *iob, const uint8_t *s
             break;
         offset -= clen;
         uint32_t nx;
-        if (!iob__follow(h, cur, &nx) || nx == IOB__NIL || steps >= h->count)
+        if (!iob__follow(h, cur, &nx) || nx == IOB__NIL || (IOB__VALIDATE && steps >= h->count))
             return iob__corrupt(h); /* the packet length promised more data */
         cur = nx;
     }
@@ -183,7 +183,8 @@ static int iob__copyin(struct iob_pool_s *h, struct iob_s *iob, const uint8_t *s
     while (len > 0) {
         struct iob__desc *d = iob__desc(h, cur);
         uint32_t nx, ncopy;
-        if (!iob__extent(h, d, &off, &clen) || offset > clen || !iob__follow(h, cur, &nx))
+        if (!iob__extent(h, d, &off, &clen) || (IOB__VALIDATE && offset > clen) ||
+            !iob__follow(h, cur, &nx))
             return iob__corrupt(h);
         uint32_t avail = clen - offset;
         if (len <= avail) {
@@ -209,7 +210,7 @@ static int iob__copyin(struct iob_pool_s *h, struct iob_s *iob, const uint8_t *s
             iob__link(h, cur, nb, me);
             nx = nb;
         }
-        if (++steps > h->count)
+        if (IOB__VALIDATE && ++steps > h->count)
             return iob__corrupt(h);
         cur = nx;
         offset = 0;
@@ -244,7 +245,7 @@ int iob_copyout(struct iob_pool_s *h, uint8_t *dest, const struct iob_s *iob, ui
             break;
         offset -= clen;
         uint32_t nx;
-        if (!iob__follow(h, cur, &nx) || ++steps > h->count)
+        if (!iob__follow(h, cur, &nx) || (IOB__VALIDATE && ++steps > h->count))
             return iob__corrupt(h);
         if (nx == IOB__NIL)
             return 0; /* offset past the data */
@@ -252,14 +253,14 @@ int iob_copyout(struct iob_pool_s *h, uint8_t *dest, const struct iob_s *iob, ui
     }
     uint32_t remaining = len;
     while (remaining > 0) {
-        if (!iob__extent(h, iob__desc(h, cur), &off, &clen) || offset > clen)
+        if (!iob__extent(h, iob__desc(h, cur), &off, &clen) || (IOB__VALIDATE && offset > clen))
             return iob__corrupt(h);
         uint32_t ncopy = iob__min(clen - offset, remaining);
         memcpy(dest, iob__storage(h, cur) + off + offset, (size_t)ncopy);
         dest += ncopy;
         remaining -= ncopy;
         uint32_t nx;
-        if (!iob__follow(h, cur, &nx) || ++steps > h->count)
+        if (!iob__follow(h, cur, &nx) || (IOB__VALIDATE && ++steps > h->count))
             return iob__corrupt(h);
         if (nx == IOB__NIL)
             break;
@@ -277,7 +278,7 @@ int iob_clone(struct iob_pool_s *h, struct iob_s *iob1, struct iob_s *iob2, bool
     if (!iob__handle_ok(h))
         return -MM_EINVAL;
     uint32_t me = iob__me(h), b1, b2, steps = 0;
-    uint64_t st2;
+    iob__st_t st2;
     int r = iob__own_head(h, iob2, me, &b2, &st2);
     if (r < 0)
         return r;
@@ -294,7 +295,7 @@ int iob_clone(struct iob_pool_s *h, struct iob_s *iob1, struct iob_s *iob2, bool
     for (uint32_t src = b1; src != IOB__NIL;) {
         uint32_t off1, len1, nx;
         if (!iob__extent(h, iob__desc(h, src), &off1, &len1) || !iob__follow(h, src, &nx) ||
-            ++steps > h->count)
+            (IOB__VALIDATE && ++steps > h->count))
             return iob__corrupt(h);
         const uint8_t *p = iob__storage(h, src) + off1;
         while (len1 > 0) {
@@ -325,7 +326,7 @@ int iob_concat(struct iob_pool_s *h, struct iob_s *iob1, struct iob_s *iob2)
     if (!iob__handle_ok(h))
         return -MM_EINVAL;
     uint32_t me = iob__me(h), b1, b2, tail, steps = 0;
-    uint64_t st1, st2;
+    iob__st_t st1, st2;
     int r = iob__own_head(h, iob1, me, &b1, &st1);
     if (r == 0)
         r = iob__own_head(h, iob2, me, &b2, &st2);
@@ -335,7 +336,7 @@ int iob_concat(struct iob_pool_s *h, struct iob_s *iob1, struct iob_s *iob2)
         return iob__fail(h, -MM_EINVAL);
     for (tail = b1;; steps++) {
         uint32_t nx;
-        if (!iob__follow(h, tail, &nx) || steps >= h->count)
+        if (!iob__follow(h, tail, &nx) || (IOB__VALIDATE && steps >= h->count))
             return iob__corrupt(h);
         if (nx == IOB__NIL)
             break;
@@ -355,14 +356,15 @@ struct iob_s *iob_trimhead(struct iob_pool_s *h, struct iob_s *iob, uint32_t tri
     if (!iob__handle_ok(h))
         return NULL;
     uint32_t me = iob__me(h), cur, steps = 0;
-    uint64_t st;
+    iob__st_t st;
     if (iob__own_head(h, iob, me, &cur, &st) < 0)
         return NULL;
     uint32_t pktlen = iob__desc(h, cur)->pktlen;
     while (trimlen > 0) {
         struct iob__desc *d = iob__desc(h, cur);
         uint32_t off, len, nx;
-        if (!iob__extent(h, d, &off, &len) || !iob__follow(h, cur, &nx) || ++steps > h->count) {
+        if (!iob__extent(h, d, &off, &len) || !iob__follow(h, cur, &nx) ||
+            (IOB__VALIDATE && ++steps > h->count)) {
             iob__corrupt(h);
             return NULL;
         }
@@ -382,7 +384,7 @@ struct iob_s *iob_trimhead(struct iob_pool_s *h, struct iob_s *iob, uint32_t tri
             break;
         }
         cur = iob__free_head(h, cur, st, me);
-        st = mm_port_load64(&iob__desc(h, cur)->s.state);
+        st = iob__st_load(&iob__desc(h, cur)->s);
     }
     iob__desc(h, cur)->pktlen = pktlen;
     return iob__ptr(h, cur);
@@ -393,7 +395,7 @@ struct iob_s *iob_trimtail(struct iob_pool_s *h, struct iob_s *iob, uint32_t tri
     if (!iob__handle_ok(h))
         return NULL;
     uint32_t me = iob__me(h), b, cur, steps = 0;
-    uint64_t st;
+    iob__st_t st;
     if (iob__own_head(h, iob, me, &b, &st) < 0)
         return NULL;
     if (trimlen == 0)
@@ -402,7 +404,7 @@ struct iob_s *iob_trimtail(struct iob_pool_s *h, struct iob_s *iob, uint32_t tri
     for (cur = b; cur != IOB__NIL;) {
         uint32_t off, len;
         if (!iob__extent(h, iob__desc(h, cur), &off, &len) || !iob__follow(h, cur, &cur) ||
-            ++steps > h->count) {
+            (IOB__VALIDATE && ++steps > h->count)) {
             iob__corrupt(h);
             return NULL;
         }
@@ -455,7 +457,7 @@ static int iob__pull(struct iob_pool_s *h, uint32_t cur, uint32_t want, uint32_t
     struct iob__desc *d = iob__desc(h, cur);
     for (uint32_t steps = 0; d->len < want; steps++) {
         uint32_t nx, noff, nlen;
-        if (!iob__follow(h, cur, &nx) || steps > h->count)
+        if (!iob__follow(h, cur, &nx) || (IOB__VALIDATE && steps > h->count))
             return iob__corrupt(h);
         if (nx == IOB__NIL)
             return 0;
@@ -481,12 +483,13 @@ struct iob_s *iob_pack(struct iob_pool_s *h, struct iob_s *iob)
     if (!iob__handle_ok(h))
         return NULL;
     uint32_t me = iob__me(h), head, off, len, steps = 0;
-    uint64_t st;
+    iob__st_t st;
     if (iob__own_head(h, iob, me, &head, &st) < 0)
         return NULL;
     /* Leading empty buffers go first. */
     for (;;) {
-        if (!iob__extent(h, iob__desc(h, head), &off, &len) || ++steps > h->count) {
+        if (!iob__extent(h, iob__desc(h, head), &off, &len) ||
+            (IOB__VALIDATE && ++steps > h->count)) {
             iob__corrupt(h);
             return NULL;
         }
@@ -496,10 +499,11 @@ struct iob_s *iob_pack(struct iob_pool_s *h, struct iob_s *iob)
         if (nx == IOB__NIL)
             return NULL;
         head = nx;
-        st = mm_port_load64(&iob__desc(h, head)->s.state);
+        st = iob__st_load(&iob__desc(h, head)->s);
     }
     for (uint32_t cur = head; cur != IOB__NIL;) {
-        if (!iob__extent(h, iob__desc(h, cur), &off, &len) || ++steps > 2u * h->count + 2u) {
+        if (!iob__extent(h, iob__desc(h, cur), &off, &len) ||
+            (IOB__VALIDATE && ++steps > 2u * h->count + 2u)) {
             iob__corrupt(h);
             return NULL;
         }
@@ -515,7 +519,7 @@ int iob_contig(struct iob_pool_s *h, struct iob_s *iob, uint32_t len)
     if (!iob__handle_ok(h))
         return -MM_EINVAL;
     uint32_t me = iob__me(h), b, off, clen;
-    uint64_t st;
+    iob__st_t st;
     int r = iob__own_head(h, iob, me, &b, &st);
     if (r < 0)
         return r;
@@ -542,7 +546,7 @@ int iob_update_pktlen(struct iob_pool_s *h, struct iob_s *iob, uint32_t pktlen, 
     if (!iob__handle_ok(h))
         return -MM_EINVAL;
     uint32_t me = iob__me(h), b, cur, steps = 0;
-    uint64_t st;
+    iob__st_t st;
     int r = iob__own_head(h, iob, me, &b, &st);
     if (r < 0)
         return r;
@@ -552,7 +556,8 @@ int iob_update_pktlen(struct iob_pool_s *h, struct iob_s *iob, uint32_t pktlen, 
     for (cur = b;;) {
         struct iob__desc *d = iob__desc(h, cur);
         uint32_t off, len, nx;
-        if (!iob__extent(h, d, &off, &len) || !iob__follow(h, cur, &nx) || ++steps > h->count)
+        if (!iob__extent(h, d, &off, &len) || !iob__follow(h, cur, &nx) ||
+            (IOB__VALIDATE && ++steps > h->count))
             return iob__corrupt(h);
         d->len = iob__min(remaining, h->bufsize - off);
         remaining -= d->len;
@@ -578,7 +583,7 @@ int iob_reserve(struct iob_pool_s *h, struct iob_s *iob, uint32_t reserved)
     if (!iob__handle_ok(h))
         return -MM_EINVAL;
     uint32_t b;
-    uint64_t st;
+    iob__st_t st;
     int r = iob__own_head(h, iob, iob__me(h), &b, &st);
     if (r < 0)
         return r;

@@ -75,7 +75,7 @@ static bool iob__name_is(const struct iob__chan *c, const char *name, size_t len
 }
 
 /* A chain head at ring position pos of channel id, as a queued state says. */
-static bool iob__queued_at(uint64_t st, uint32_t id, uint32_t pos)
+static bool iob__queued_at(iob__st_t st, uint32_t id, uint32_t pos)
 {
     return iob__st_kind(st) == IOB__QUEUED && iob__st_owner(st) == iob__q_arg(id, pos);
 }
@@ -104,7 +104,7 @@ void iob__chan_repair_send(struct iob_pool_s *h, uint32_t id)
     if (!iob__chan_mask(c, &mask))
         return;
     uint32_t t = mm_port_load32(&c->tail), b = mm_port_load32(&c->cell[t & mask]);
-    if (b < h->count && iob__queued_at(mm_port_load64(&h->desc[b].s.state), id, t)) {
+    if (b < h->count && iob__queued_at(iob__st_load(&h->desc[b].s), id, t)) {
         mm_port_store32_sc(&c->tail, t + 1u);
         iob__wake(&c->tail, &c->recv_mask);
     }
@@ -120,7 +120,7 @@ void iob__chan_repair_recv(struct iob_pool_s *h, uint32_t id)
     if (hd == t || t - hd > mask + 1u)
         return;
     uint32_t b = mm_port_load32(&c->cell[hd & mask]);
-    if (b >= h->count || !iob__queued_at(mm_port_load64(&h->desc[b].s.state), id, hd)) {
+    if (b >= h->count || !iob__queued_at(iob__st_load(&h->desc[b].s), id, hd)) {
         mm_port_store32_sc(&c->head, hd + 1u);
         iob__wake(&c->head, &c->send_mask);
     }
@@ -298,11 +298,11 @@ int iob_channel_destroy(struct iob_pool_s *h, int id)
         uint32_t hd = mm_port_load32(&c->head), t = mm_port_load32(&c->tail);
         for (uint32_t n = 0; hd != t && n <= mask; n++, hd++) {
             uint32_t b = mm_port_load32(&c->cell[hd & mask]);
-            uint64_t st = b < h->count ? mm_port_load64(&h->desc[b].s.state) : 0;
+            iob__st_t st = b < h->count ? iob__st_load(&h->desc[b].s) : 0;
             bool ok = b < h->count && iob__queued_at(st, (uint32_t)id, hd);
             if (ok) {
                 st = iob__st_with(st, IOB__OWNED, me);
-                mm_port_store64(&h->desc[b].s.state, st);
+                iob__st_store(&h->desc[b].s, st);
             }
             mm_port_store32_sc(&c->head, hd + 1u);
             iob__wake(&c->head, &c->send_mask);
@@ -367,7 +367,7 @@ int iob_send(struct iob_pool_s *h, int id, struct iob_s *iob, int32_t timeout_ms
     if (!iob__index(h, iob, &b))
         return iob__fail(h, -MM_EINVAL);
     struct iob__desc *d = iob__desc(h, b);
-    uint64_t st = mm_port_load64(&d->s.state);
+    iob__st_t st = iob__st_load(&d->s);
     if (iob__st_kind(st) != IOB__OWNED || iob__st_owner(st) != me) {
         iob__count(&h->hdr->stats.misuse);
         return iob__fail(h, -MM_EPERM);
@@ -401,7 +401,7 @@ int iob_send(struct iob_pool_s *h, int id, struct iob_s *iob, int32_t timeout_ms
     }
     mm_port_store32(&c->cell[t & mask], b);
     IOB__CRASH(IOB_CRASH_SEND_CELL);
-    mm_port_store64(&d->s.state, iob__st_with(st, IOB__QUEUED, iob__q_arg((uint32_t)id, t)));
+    iob__st_store(&d->s, iob__st_with(st, IOB__QUEUED, iob__q_arg((uint32_t)id, t)));
     IOB__CRASH(IOB_CRASH_SEND_STATE);
     mm_port_store32_sc(&c->tail, t + 1u);
     if (multi)
@@ -456,13 +456,13 @@ int iob_receive(struct iob_pool_s *h, int id, struct iob_s **out, int32_t timeou
             return iob__fail(h, r);
     }
     uint32_t b = mm_port_load32(&c->cell[hd & mask]);
-    uint64_t st = b < h->count ? mm_port_load64(&h->desc[b].s.state) : 0;
+    iob__st_t st = b < h->count ? iob__st_load(&h->desc[b].s) : 0;
     if (MM_UNLIKELY(b >= h->count || !iob__queued_at(st, (uint32_t)id, hd))) {
         if (multi)
             iob__chan_unlock(h, (uint32_t)id, false);
         return iob__fail(h, -MM_EUCLEAN);
     }
-    mm_port_store64(&h->desc[b].s.state, iob__st_with(st, IOB__OWNED, me));
+    iob__st_store(&h->desc[b].s, iob__st_with(st, IOB__OWNED, me));
     IOB__CRASH(IOB_CRASH_RECV_STATE);
     mm_port_store32_sc(&c->head, hd + 1u);
     if (multi)

@@ -258,33 +258,22 @@ IOB__HOT int iob__push(struct iob_pool_s *h, const struct iob__list *l, uint32_t
 IOB__HOT int iob__pop(struct iob_pool_s *h, const struct iob__list *l, uint32_t me,
                       uint32_t reserve, uint32_t *out)
 {
-    (void)h;
     struct iob__stack *stk = l->st;
     mm_port_lock(&stk->lock);
-    uint64_t w = stk->head[0];
-    uint32_t b = iob__h_idx(w), n = iob__h_nfree(w);
+    uint32_t b = stk->top, n = stk->nfree;
     if (n <= reserve) {
         mm_port_unlock(&stk->lock);
         return -MM_EAGAIN;
     }
     struct iob__slot *s = iob__slot(l, b);
-    w = ((w & ~(uint64_t)IOB__IDX_MASK) - IOB__H_NFREE_ONE + IOB__H_POP_ONE) | s->free_next;
-    stk->head[0] = w;
-    s->state = iob__st_make(IOB__OWNED, me, iob__h_pops(w));
-    if (l->buffers && n - 1u < *l->lowest)
-        *l->lowest = n - 1u;
+    stk->top = s->free_next;
+    stk->nfree = --n;
+    iob__st_store(s, iob__st_make(IOB__OWNED, me, 0));
+    if (l->buffers && n < h->hdr->stats.lowest_free)
+        h->hdr->stats.lowest_free = n;
     mm_port_unlock(&stk->lock);
     *out = b;
     return 0;
-}
-
-/* Wake whoever sleeps on the list (after a push or a thaw). */
-static void iob__wake_list(struct iob__stack *stk)
-{
-    if (MM_UNLIKELY(mm_port_load32_sc(&stk->sleepmask) != 0)) {
-        (void)mm_port_fetch_add32(&stk->seq, 1u);
-        mm_port_wake(&stk->seq, UINT32_MAX);
-    }
 }
 
 IOB__HOT int iob__push(struct iob_pool_s *h, const struct iob__list *l, uint32_t first,
@@ -293,9 +282,10 @@ IOB__HOT int iob__push(struct iob_pool_s *h, const struct iob__list *l, uint32_t
     (void)h;
     struct iob__stack *stk = l->st;
     mm_port_lock(&stk->lock);
-    uint64_t w = stk->head[0];
-    iob__slot(l, last)->free_next = iob__h_idx(w);
-    stk->head[0] = ((w & ~(uint64_t)IOB__IDX_MASK) + (uint64_t)k * IOB__H_NFREE_ONE) | first;
+    iob__slot(l, last)->free_next = stk->top;
+    stk->top = first;
+    stk->nfree += k;
+    stk->pushed += k;
     mm_port_unlock(&stk->lock);
     iob__wake_list(stk);
     return 0;
@@ -310,19 +300,24 @@ static int iob__wait_free(struct iob_pool_s *h, const struct iob__list *l, uint3
     struct iob__stack *st = l->st;
     for (uint32_t i = 0; i < h->spin; i++) {
         mm_port_relax();
-        if (iob__h_nfree(mm_port_load64(&st->head[0])) > reserve)
+        if (iob__nfree(st) > reserve)
             return 0;
     }
     int32_t left = iob__remaining(deadline);
     if (left == 0)
         return -MM_ETIMEDOUT;
-    int slot = iob__sleeper_in(&st->sleepmask, l->sleepers, me);
+    int slot = iob__sleeper_in(&st->sleepmask, iob__list_sleepers(l), me);
     bool poll = slot < 0 && (left < 0 || left > IOB__POLL_MS);
     uint32_t seq = mm_port_load32_sc(&st->seq);
     int r = 0;
-    if (iob__h_nfree(mm_port_load64_sc(&st->head[0])) <= reserve)
+#if MM_CONFIG_MULTIPROCESS
+    uint32_t n = iob__h_nfree(mm_port_load64_sc(&st->head[0]));
+#else
+    uint32_t n = mm_port_load32_sc(&st->nfree);
+#endif
+    if (n <= reserve)
         r = mm_port_wait(&st->seq, seq, poll ? IOB__POLL_MS : left);
-    iob__sleeper_out(&st->sleepmask, l->sleepers, slot);
+    iob__sleeper_out(&st->sleepmask, iob__list_sleepers(l), slot);
     if (r == -MM_ETIMEDOUT && poll)
         return 0;
     return r == -MM_EAGAIN || r == -MM_ETIMEDOUT ? r : 0;
@@ -419,26 +414,6 @@ void iob__thaw(struct iob_pool_s *h, const struct iob__list *l, uint32_t top, ui
     }
 }
 
-#else
-/* The list's lock held from freeze to thaw: pops and pushes wait. */
-int iob__freeze(struct iob_pool_s *h, const struct iob__list *l, uint32_t *top, uint32_t *nfree)
-{
-    (void)h;
-    mm_port_lock(&l->st->lock);
-    uint64_t w = l->st->head[0];
-    *top = iob__h_idx(w);
-    *nfree = iob__h_nfree(w);
-    return 0;
-}
-
-void iob__thaw(struct iob_pool_s *h, const struct iob__list *l, uint32_t top, uint32_t nfree)
-{
-    (void)h;
-    struct iob__stack *stk = l->st;
-    stk->head[0] = iob__h_make(top, nfree, iob__h_pops(stk->head[0]));
-    mm_port_unlock(&stk->lock);
-    iob__wake_list(stk);
-}
 #endif
 
 /* ---- Buffers ---------------------------------------------------------------- */
@@ -503,12 +478,12 @@ struct iob_s *iob_timedalloc(struct iob_pool_s *h, bool throttled, uint32_t time
 /* Mark buffer b (state st, the caller's) free: the state is written last,
  * after the chain link is cleared, so that no walk starts from a stale
  * link. */
-IOB__HOT void iob__mark_free(struct iob_pool_s *h, uint32_t b, uint64_t st, uint32_t me)
+IOB__HOT void iob__mark_free(struct iob_pool_s *h, uint32_t b, iob__st_t st, uint32_t me)
 {
     struct iob__desc *d = iob__desc(h, b);
     d->next = IOB__NIL;
-    d->nfreed++;
-    mm_port_store64(&d->s.state, iob__st_with(st, IOB__FREE, me));
+    iob__count_free(d);
+    iob__st_store(&d->s, iob__st_with(st, IOB__FREE, me));
 }
 
 /* The buffer after b, promoted to the head of the rest of the chain (with
@@ -525,12 +500,12 @@ static uint32_t iob__promote_next(struct iob_pool_s *h, uint32_t b, uint32_t me,
     if (nx != IOB__NIL) {
         struct iob__desc *dn = iob__desc(h, nx);
         dn->pktlen = pktlen;
-        mm_port_store64(&dn->s.state, iob__st_with(mm_port_load64(&dn->s.state), IOB__OWNED, me));
+        iob__st_store(&dn->s, iob__st_with(iob__st_load(&dn->s), IOB__OWNED, me));
     }
     return nx;
 }
 
-void iob__free_one(struct iob_pool_s *h, uint32_t b, uint64_t st, uint32_t me)
+void iob__free_one(struct iob_pool_s *h, uint32_t b, iob__st_t st, uint32_t me)
 {
     iob__mark_free(h, b, st, me);
     IOB__CRASH(IOB_CRASH_FREE_STATE);
@@ -538,7 +513,7 @@ void iob__free_one(struct iob_pool_s *h, uint32_t b, uint64_t st, uint32_t me)
     (void)iob__push(h, &l, b, b, 1);
 }
 
-uint32_t iob__free_head(struct iob_pool_s *h, uint32_t b, uint64_t st, uint32_t me)
+uint32_t iob__free_head(struct iob_pool_s *h, uint32_t b, iob__st_t st, uint32_t me)
 {
     struct iob__desc *d = iob__desc(h, b);
     uint32_t pk = d->pktlen, ln = d->len;
@@ -564,7 +539,7 @@ struct iob_s *iob_free(struct iob_pool_s *h, struct iob_s *iob)
     uint32_t me = iob__me(h);
 #if defined(__OPTIMIZE_SIZE__)
     /* -Os: the shared slow path (a call more, half the code). */
-    uint64_t st = mm_port_load64(&iob__desc(h, b)->s.state);
+    iob__st_t st = iob__st_load(&iob__desc(h, b)->s);
     if (MM_UNLIKELY(iob__st_kind(st) != IOB__OWNED || iob__st_owner(st) != me))
         return iob__refuse(h, -MM_EPERM);
     uint32_t nx = iob__free_head(h, b, st, me);
@@ -572,7 +547,7 @@ struct iob_s *iob_free(struct iob_pool_s *h, struct iob_s *iob)
 #else
     struct iob__list l = iob__bufs(h); /* before the stores: see iob__pop */
     struct iob__desc *d = (struct iob__desc *)(void *)iob__slot(&l, b);
-    uint64_t st = mm_port_load64(&d->s.state);
+    iob__st_t st = iob__st_load(&d->s);
     if (MM_UNLIKELY(iob__st_kind(st) != IOB__OWNED || iob__st_owner(st) != me))
         return iob__refuse(h, -MM_EPERM);
     struct iob_s *next = NULL;
@@ -584,14 +559,14 @@ struct iob_s *iob_free(struct iob_pool_s *h, struct iob_s *iob)
     uint64_t nf = d->nfreed;
     d->next = IOB__NIL;
     d->nfreed = nf + 1u;
-    mm_port_store64(&d->s.state, iob__st_with(st, IOB__FREE, me));
+    iob__st_store(&d->s, iob__st_with(st, IOB__FREE, me));
     IOB__CRASH(IOB_CRASH_FREE_STATE);
     (void)iob__push(h, &l, b, b, 1);
     return next;
 #endif
 }
 
-void iob__free_chain_at(struct iob_pool_s *h, uint32_t b, uint64_t st, uint32_t me)
+void iob__free_chain_at(struct iob_pool_s *h, uint32_t b, iob__st_t st, uint32_t me)
 {
     uint32_t first = b, last = b, k = 0;
     for (;;) {
@@ -600,11 +575,11 @@ void iob__free_chain_at(struct iob_pool_s *h, uint32_t b, uint64_t st, uint32_t 
         if (k++ > 0)
             mm_port_store32(&iob__desc(h, last)->s.free_next, b);
         last = b;
-        if (nx == IOB__NIL || k >= h->count)
+        if (nx == IOB__NIL || (IOB__VALIDATE && k >= h->count))
             break;
         IOB__CRASH(IOB_CRASH_FREE_CHAIN);
         b = nx;
-        st = mm_port_load64(&iob__desc(h, b)->s.state);
+        st = iob__st_load(&iob__desc(h, b)->s);
     }
     struct iob__list l = iob__bufs(h);
     (void)iob__push(h, &l, first, last, k);
@@ -619,7 +594,7 @@ void iob_free_chain(struct iob_pool_s *h, struct iob_s *iob)
         (void)iob__refuse(h, -MM_EINVAL);
         return;
     }
-    uint64_t st = mm_port_load64(&iob__desc(h, b)->s.state);
+    iob__st_t st = iob__st_load(&iob__desc(h, b)->s);
     if (iob__st_kind(st) != IOB__OWNED || iob__st_owner(st) != me) {
         (void)iob__refuse(h, -MM_EPERM);
         return;

@@ -92,6 +92,21 @@
  * Everything read from the pool is untrusted: indices are checked against
  * the handle's count, lengths against its buffer size, and walks are
  * bounded by the count.
+ *
+ * ---- Microcontrollers (MM_CONFIG_MULTIPROCESS 0) -----------------------
+ *
+ * The same files, the same chain, queue and pool code; what one program in
+ * one address space does not need compiles away, as in the heap:
+ *
+ *   - IOB__VALIDATE is 0: links, lengths and walk bounds read from the
+ *     pool are trusted (`if (IOB__VALIDATE && ...)`); arguments are still
+ *     checked, and iob_pool_check still finds corruption;
+ *   - a state has no version: owner and kind, read and written with plain
+ *     accesses (iob__st_load, iob__st_store), so iob__st_with needs no load;
+ *   - a free list is a plain stack under its port lock (a critical section,
+ *     or nothing for the none port), which freeze holds until thaw; the
+ *     buffers' pushes count the pool's frees;
+ *   - the handle keeps its resolved owner id; the admin lock cannot fail.
  */
 #ifndef MM_IOB_INTERNAL_H
 #define MM_IOB_INTERNAL_H
@@ -112,6 +127,10 @@
 #define IOB__HOT static inline __attribute__((always_inline))
 #endif
 
+/* Inlined everywhere: checks that a microcontroller compiles away (see
+ * IOB__VALIDATE), so that its callers' error paths go with them. */
+#define IOB__CHECK static inline __attribute__((always_inline))
+
 _Static_assert(IOB_CONFIG_CHANNELS >= 1 && IOB_CONFIG_CHANNELS <= 256,
                "channel ids take 8 bits of a queued state");
 _Static_assert(IOB_CONFIG_CHANNEL_DEPTH >= 1 && IOB_CONFIG_CHANNEL_DEPTH <= 65536 &&
@@ -127,8 +146,12 @@ _Static_assert(IOB_CONFIG_CHANNEL_DEPTH >= 1 && IOB_CONFIG_CHANNEL_DEPTH <= 6553
 
 /* ---- Free-list head ------------------------------------------------------ */
 
-#define IOB__IDX_MASK    0xfffffu
-#define IOB__NIL         0xfffffu /* no buffer */
+#define IOB__IDX_MASK 0xfffffu
+#if MM_CONFIG_MULTIPROCESS
+#define IOB__NIL 0xfffffu /* no buffer */
+#else
+#define IOB__NIL UINT32_MAX /* no buffer (no head word to fit: cheaper to compare) */
+#endif
 #define IOB__FROZEN      0xffffeu /* top of a list that reclaim froze */
 #define IOB__NFREE_SHIFT 20
 #define IOB__POPS_SHIFT  40
@@ -179,28 +202,51 @@ IOB__HOT uint64_t iob__l_make(uint32_t owner, uint32_t idx)
 #define IOB__LINKED 2u
 #define IOB__QUEUED 3u
 
-IOB__HOT uint32_t iob__st_owner(uint64_t s)
+/* A state as the code holds it: the 64-bit word above.  A microcontroller's
+ * has no version (no lock-free pops to record): owner in the low half, kind
+ * in the high half, read and written with plain accesses. */
+typedef uint64_t iob__st_t;
+
+IOB__HOT uint32_t iob__st_owner(iob__st_t s)
 {
     return (uint32_t)s;
 }
-IOB__HOT uint32_t iob__st_kind(uint64_t s)
+#if MM_CONFIG_MULTIPROCESS
+IOB__HOT uint32_t iob__st_kind(iob__st_t s)
 {
     return (uint32_t)(s >> 32) & 0xfu;
 }
-IOB__HOT uint32_t iob__st_ver(uint64_t s)
+IOB__HOT uint32_t iob__st_ver(iob__st_t s)
 {
     return (uint32_t)(s >> 36) & IOB__VER_MASK;
 }
-IOB__HOT uint64_t iob__st_make(uint32_t kind, uint32_t owner, uint32_t ver)
+IOB__HOT iob__st_t iob__st_make(uint32_t kind, uint32_t owner, uint32_t ver)
 {
     return (uint64_t)owner | ((uint64_t)(kind & 0xfu) << 32) |
            ((uint64_t)(ver & IOB__VER_MASK) << 36);
 }
 /* The same state with another kind and owner, its version kept. */
-IOB__HOT uint64_t iob__st_with(uint64_t s, uint32_t kind, uint32_t owner)
+IOB__HOT iob__st_t iob__st_with(iob__st_t s, uint32_t kind, uint32_t owner)
 {
     return iob__st_make(kind, owner, iob__st_ver(s));
 }
+#else
+IOB__HOT uint32_t iob__st_kind(iob__st_t s)
+{
+    return (uint32_t)(s >> 32);
+}
+IOB__HOT iob__st_t iob__st_make(uint32_t kind, uint32_t owner, uint32_t ver)
+{
+    (void)ver;
+    return (uint64_t)owner | ((uint64_t)kind << 32);
+}
+/* No version to keep: the old state is not even read. */
+IOB__HOT iob__st_t iob__st_with(iob__st_t s, uint32_t kind, uint32_t owner)
+{
+    (void)s;
+    return iob__st_make(kind, owner, 0);
+}
+#endif
 
 /* A queued chain's owner field: which channel, at which ring position. */
 IOB__HOT uint32_t iob__q_arg(uint32_t chan, uint32_t pos)
@@ -218,6 +264,19 @@ struct iob__slot {
 };
 _Static_assert(sizeof(struct iob__slot) == 16 && offsetof(struct iob__slot, free_next) == 8,
                "slot layout");
+
+/* Reading and writing a slot's state (macros: the host's code stays
+ * exactly the atomic access it is). */
+#if MM_CONFIG_MULTIPROCESS
+#define iob__st_load(slot)      mm_port_load64(&(slot)->state)
+#define iob__st_store(slot, st) mm_port_store64(&(slot)->state, (st))
+#else
+/* One program: a state changes only under its owner's hand (or the lists'
+ * lock), so plain accesses do, and a store of a state whose old value is
+ * not needed makes the load before it dead. */
+#define iob__st_load(slot)      ((slot)->state)
+#define iob__st_store(slot, st) ((void)((slot)->state = (st)))
+#endif
 
 /* One buffer.  Data live at data_off + index * stride. */
 struct iob__desc {
@@ -265,21 +324,38 @@ _Static_assert(sizeof(struct iob__sleepers) == 2u * IOB__LINE, "sleeper slots: t
 
 /* A free list: the head, and what waiters need, on one line (a push has
  * the line in hand when it checks for sleepers). */
+#if MM_CONFIG_MULTIPROCESS
 struct iob__stack {
     uint64_t head[2];    /* see "The free lists"; 16-byte aligned */
     uint32_t frozen_top; /* top of the list while frozen (admin lock) */
     uint32_t sleepmask;  /* allocators asleep on seq (bits of `sleepers`) */
     uint32_t seq;        /* futex word: bumped when a push finds sleepers */
-#if MM_CONFIG_MULTIPROCESS
     uint8_t pad[IOB__LINE - 28];
-#else
-    /* A microcontroller's list is a plain stack under this lock: one
-     * program, nobody dies holding a buffer half taken. */
-    mm_port_lock_t lock;
-    uint8_t pad[IOB__LINE - 28 - sizeof(mm_port_lock_t)];
-#endif
 };
+#else
+/* A microcontroller's list is a plain stack under this lock: one program,
+ * nobody dies holding a buffer half taken, so no pop needs recording. */
+struct iob__stack {
+    uint64_t pushed;    /* slots ever pushed: the buffers' are the pool's frees */
+    uint32_t top;       /* first free slot, IOB__NIL when none */
+    uint32_t nfree;     /* slots on the list */
+    uint32_t sleepmask; /* allocators asleep on seq (a count: nobody dies asleep) */
+    uint32_t seq;       /* bumped when a push finds sleepers */
+    mm_port_lock_t lock;
+    uint8_t pad[IOB__LINE - 24 - sizeof(mm_port_lock_t)];
+};
+#endif
 _Static_assert(sizeof(struct iob__stack) == IOB__LINE, "free list head on one line");
+
+/* Slots on a list (the wait and the counters read it without a lock). */
+IOB__HOT uint32_t iob__nfree(const struct iob__stack *stk)
+{
+#if MM_CONFIG_MULTIPROCESS
+    return iob__h_nfree(mm_port_load64(&stk->head[0]));
+#else
+    return mm_port_load32(&stk->nfree);
+#endif
+}
 
 struct iob__hstats {
     uint32_t lowest_free;
@@ -396,7 +472,7 @@ struct iob_pool_s {
     uint32_t bufsize;
     uint32_t stride;
     uint32_t throttle;
-    uint32_t owner; /* explicit owner id, 0: the process's (mm_port_self) */
+    uint32_t owner; /* explicit owner id, 0: the process's (see iob__me) */
     uint32_t spin;
     int error;
     uint32_t in_use;
@@ -405,12 +481,29 @@ struct iob_pool_s {
 
 /* ---- Small helpers ---------------------------------------------------- */
 
+/* The owner id a handle records: an explicit one, or the caller's.  The
+ * host asks each time (a fork changes it); a microcontroller's program has
+ * one id for good, so its handle keeps the resolved id (iob__owner_id). */
 IOB__HOT uint32_t iob__me(const struct iob_pool_s *h)
 {
+#if MM_CONFIG_MULTIPROCESS
     return h->owner != 0 ? h->owner : mm_port_self();
+#else
+    return h->owner;
+#endif
 }
 
-IOB__HOT bool iob__handle_ok(const struct iob_pool_s *h)
+/* What a handle keeps in `owner` for iob_pool_set_owner(owner). */
+IOB__HOT uint32_t iob__owner_id(uint32_t owner)
+{
+#if MM_CONFIG_MULTIPROCESS
+    return owner;
+#else
+    return owner != 0 ? owner : mm_port_self();
+#endif
+}
+
+IOB__CHECK bool iob__handle_ok(const struct iob_pool_s *h)
 {
     return h != NULL && h->in_use != 0;
 }
@@ -450,8 +543,8 @@ IOB__HOT int iob__fail(struct iob_pool_s *h, int err)
 }
 
 /* Offset and length of a buffer, checked against the buffer size. */
-IOB__HOT bool iob__extent(const struct iob_pool_s *h, const struct iob__desc *d, uint32_t *off,
-                          uint32_t *len)
+IOB__CHECK bool iob__extent(const struct iob_pool_s *h, const struct iob__desc *d, uint32_t *off,
+                            uint32_t *len)
 {
     uint32_t o = d->offset, l = d->len;
     if (IOB__VALIDATE && MM_UNLIKELY(o > h->bufsize || l > h->bufsize - o))
@@ -461,9 +554,21 @@ IOB__HOT bool iob__extent(const struct iob_pool_s *h, const struct iob__desc *d,
     return true;
 }
 
+/* Count a buffer freed: the host in the buffer (a shared counter would be
+ * one more contended line), a microcontroller in its list's push. */
+IOB__HOT void iob__count_free(struct iob__desc *d)
+{
+#if MM_CONFIG_MULTIPROCESS
+    d->nfreed++;
+#else
+    (void)d;
+#endif
+}
+
 /* ---- Free lists (iob_freelist.c) ---------------------------------------- */
 
 /* A free list and the descriptors it links. */
+#if MM_CONFIG_MULTIPROCESS
 struct iob__list {
     struct iob__stack *st;
     struct iob__sleepers *sleepers;
@@ -503,6 +608,38 @@ IOB__HOT struct iob__slot *iob__slot(const struct iob__list *l, uint32_t i)
     return (struct iob__slot *)(void *)(l->slots + (size_t)i * l->stride);
 }
 
+#define iob__list_sleepers(l) ((l)->sleepers)
+#else
+/* A microcontroller's: what its stack under a lock needs (no sleeper
+ * slots: nobody dies asleep; the stride follows from the kind). */
+struct iob__list {
+    struct iob__stack *st;
+    uint8_t *slots;
+    uint32_t count;
+    bool buffers; /* the buffer list: keeps lowest_free */
+};
+
+static inline struct iob__list iob__bufs(const struct iob_pool_s *h)
+{
+    struct iob__list l = {&h->hdr->bufs, (uint8_t *)h->desc, h->count, true};
+    return l;
+}
+
+static inline struct iob__list iob__qents(const struct iob_pool_s *h)
+{
+    struct iob__list l = {&h->hdr->qents, (uint8_t *)h->qent, h->count, false};
+    return l;
+}
+
+_Static_assert(sizeof(struct iob__desc) == 64u && sizeof(struct iob__qent) == 32u, "slot strides");
+IOB__HOT struct iob__slot *iob__slot(const struct iob__list *l, uint32_t i)
+{
+    return (struct iob__slot *)(void *)(l->slots + ((size_t)i << (l->buffers ? 6 : 5)));
+}
+
+#define iob__list_sleepers(l) ((struct iob__sleepers *)NULL)
+#endif
+
 /* Take a free slot for owner me, leaving `reserve` on the list; waits for
  * the deadline (0: none; UINT64_MAX: forever) when none is free.  0 and the
  * index, or -MM_EAGAIN, -MM_ETIMEDOUT, -MM_EUCLEAN. */
@@ -514,6 +651,7 @@ int iob__take(struct iob_pool_s *h, const struct iob__list *l, uint32_t me, uint
 int iob__give(struct iob_pool_s *h, const struct iob__list *l, uint32_t first, uint32_t last,
               uint32_t k);
 
+#if MM_CONFIG_MULTIPROCESS
 /* Admin lock held: freeze the list (recording the last pop first; a list
  * left frozen by a dead reclaimer stays frozen) and report its top and
  * count. */
@@ -521,6 +659,40 @@ int iob__freeze(struct iob_pool_s *h, const struct iob__list *l, uint32_t *top, 
 
 /* Admin lock held: thaw a frozen list with this top and count. */
 void iob__thaw(struct iob_pool_s *h, const struct iob__list *l, uint32_t top, uint32_t nfree);
+#else
+/* Wake whoever sleeps on a list (after a push or a thaw). */
+static inline void iob__wake_list(struct iob__stack *stk)
+{
+    if (MM_UNLIKELY(mm_port_load32_sc(&stk->sleepmask) != 0)) {
+        (void)mm_port_fetch_add32(&stk->seq, 1u);
+        mm_port_wake(&stk->seq, UINT32_MAX);
+    }
+}
+
+/* One program: the list's lock is held from freeze to thaw (pops and
+ * pushes wait), and a freeze cannot fail. */
+static inline int iob__freeze(struct iob_pool_s *h, const struct iob__list *l, uint32_t *top,
+                              uint32_t *nfree)
+{
+    (void)h;
+    struct iob__stack *stk = l->st;
+    mm_port_lock(&stk->lock);
+    *top = stk->top;
+    *nfree = stk->nfree;
+    return 0;
+}
+
+static inline void iob__thaw(struct iob_pool_s *h, const struct iob__list *l, uint32_t top,
+                             uint32_t nfree)
+{
+    (void)h;
+    struct iob__stack *stk = l->st;
+    stk->top = top;
+    stk->nfree = nfree;
+    mm_port_unlock(&stk->lock);
+    iob__wake_list(stk);
+}
+#endif
 
 /* Allocate a buffer for owner me (reset: no data, no next); counts and
  * records failures.  0 and the index, or a negative code. */
@@ -529,15 +701,15 @@ int iob__alloc_idx(struct iob_pool_s *h, uint32_t me, bool throttled, uint64_t d
 
 /* Free the single buffer b (state st, the caller's; its chain link is
  * dropped). */
-void iob__free_one(struct iob_pool_s *h, uint32_t b, uint64_t st, uint32_t me);
+void iob__free_one(struct iob_pool_s *h, uint32_t b, iob__st_t st, uint32_t me);
 
 /* Free the chain headed by b (the caller's: state st), with one push.
  * Promotes each next buffer before freeing the one before it. */
-void iob__free_chain_at(struct iob_pool_s *h, uint32_t b, uint64_t st, uint32_t me);
+void iob__free_chain_at(struct iob_pool_s *h, uint32_t b, iob__st_t st, uint32_t me);
 
 /* Free the head b of a chain (state st) and return the next buffer, now a
  * head with the remaining packet length, or IOB__NIL. */
-uint32_t iob__free_head(struct iob_pool_s *h, uint32_t b, uint64_t st, uint32_t me);
+uint32_t iob__free_head(struct iob_pool_s *h, uint32_t b, iob__st_t st, uint32_t me);
 
 /* Deadline from a timeout: 0 (no wait), UINT64_MAX (forever), or a time. */
 uint64_t iob__deadline(int64_t timeout_ms);
@@ -565,7 +737,7 @@ void iob__sleepers_reclaim(uint32_t *mask, struct iob__sleepers *sl, uint32_t ow
 
 /* The next buffer after i, validated: IOB__NIL at the end; false if the link
  * is corrupt (out of range, or not marked LINKED). */
-IOB__HOT bool iob__follow(const struct iob_pool_s *h, uint32_t i, uint32_t *next)
+IOB__CHECK bool iob__follow(const struct iob_pool_s *h, uint32_t i, uint32_t *next)
 {
     uint32_t nx = h->desc[i].next;
     if (nx == IOB__NIL) {
@@ -583,8 +755,22 @@ IOB__HOT bool iob__follow(const struct iob_pool_s *h, uint32_t i, uint32_t *next
 
 /* Take the admin lock, repairing after a holder that died (finishing its
  * reclaim, thawing lists it left frozen).  0 or a negative code. */
+#if MM_CONFIG_MULTIPROCESS
 int iob__admin_lock(struct iob_pool_s *h);
 void iob__admin_unlock(struct iob_pool_s *h);
+#else
+/* One program: no holder dies, and the app and none ports' locks cannot
+ * fail. */
+static inline int iob__admin_lock(struct iob_pool_s *h)
+{
+    (void)mm_port_lock(&h->hdr->admin.lock);
+    return 0;
+}
+static inline void iob__admin_unlock(struct iob_pool_s *h)
+{
+    mm_port_unlock(&h->hdr->admin.lock);
+}
+#endif
 
 #if MM_CONFIG_MULTIPROCESS
 /* A pop or push met a frozen list: wait for the reclaim to end. */

@@ -65,7 +65,7 @@ static struct iob_pool_s *iob__handle_claim(uint8_t *base, size_t size,
             h->bufsize = bufsize;
             h->stride = lo->stride;
             h->throttle = throttle;
-            h->owner = 0;
+            h->owner = iob__owner_id(0);
             h->spin = IOB_CONFIG_SPIN;
             h->error = 0;
             memset(h->ch, 0, sizeof(h->ch));
@@ -112,10 +112,6 @@ struct iob_pool_s *iob_pool_initialize(void *start, size_t size, size_t bufsize,
         iob_pool_detach(h);
         return NULL;
     }
-#if !MM_CONFIG_MULTIPROCESS
-    (void)mm_port_lock_init(&hd->bufs.lock); /* the app and none ports cannot fail */
-    (void)mm_port_lock_init(&hd->qents.lock);
-#endif
     hd->version = IOB__VERSION;
     hd->header_size = (uint16_t)sizeof(*hd);
     hd->port = MM_CONFIG_PORT;
@@ -146,10 +142,17 @@ struct iob_pool_s *iob_pool_initialize(void *start, size_t size, size_t bufsize,
         q->chain = IOB__NIL;
     }
     memset(h->chan, 0, (size_t)IOB_CONFIG_CHANNELS * sizeof(struct iob__chan));
+#if MM_CONFIG_MULTIPROCESS
     hd->bufs.head[0] = iob__h_make(0, count, 0);
     hd->bufs.head[1] = iob__l_make(0, IOB__NIL);
     hd->qents.head[0] = iob__h_make(0, count, 0);
     hd->qents.head[1] = iob__l_make(0, IOB__NIL);
+#else
+    (void)mm_port_lock_init(&hd->bufs.lock); /* the app and none ports cannot fail */
+    (void)mm_port_lock_init(&hd->qents.lock);
+    hd->bufs.nfree = count; /* top 0: the header was zeroed */
+    hd->qents.nfree = count;
+#endif
     /* The magic goes in last: until then iob_pool_attach refuses the memory. */
     mm_port_store32(&hd->magic, IOB__MAGIC);
     return h;
@@ -181,7 +184,7 @@ struct iob_pool_s *iob_pool_attach(void *start, size_t size)
 void iob_pool_set_owner(struct iob_pool_s *h, uint32_t owner)
 {
     if (iob__handle_ok(h))
-        h->owner = owner;
+        h->owner = iob__owner_id(owner);
 }
 
 uint32_t iob_pool_owner(struct iob_pool_s *h)
@@ -219,12 +222,16 @@ struct iob_stats_s iob_pool_stats(struct iob_pool_s *h)
     if (!iob__handle_ok(h))
         return st;
     const struct iob__hstats *hs = &h->hdr->stats;
-    uint32_t nfree = iob__h_nfree(mm_port_load64(&h->hdr->bufs.head[0]));
-    if (nfree > h->count)
+    uint32_t nfree = iob__nfree(&h->hdr->bufs);
+    if (IOB__VALIDATE && nfree > h->count)
         nfree = h->count;
+#if MM_CONFIG_MULTIPROCESS
     uint64_t frees = 0;
     for (uint32_t i = 0; i < h->count; i++)
         frees += mm_port_load64(&h->desc[i].nfreed);
+#else
+    uint64_t frees = h->hdr->bufs.pushed;
+#endif
     st.count = h->count;
     st.bufsize = h->bufsize;
     st.throttle = h->throttle;
@@ -235,8 +242,10 @@ struct iob_stats_s iob_pool_stats(struct iob_pool_s *h)
     st.misuse = mm_port_load32(&hs->misuse);
     st.frees = frees;
     st.allocs = frees + (h->count - nfree);
+#if MM_CONFIG_MULTIPROCESS /* a microcontroller has no dead owners to reclaim */
     st.reclaims = mm_port_load32(&hs->reclaims);
     st.reclaimed = mm_port_load32(&hs->reclaimed);
+#endif
     return st;
 }
 
@@ -244,8 +253,8 @@ int iob_navail(struct iob_pool_s *h, bool throttled)
 {
     if (!iob__handle_ok(h))
         return -MM_EINVAL;
-    uint32_t n = iob__h_nfree(mm_port_load64(&h->hdr->bufs.head[0]));
-    if (n > h->count)
+    uint32_t n = iob__nfree(&h->hdr->bufs);
+    if (IOB__VALIDATE && n > h->count)
         return -MM_EUCLEAN;
     if (throttled)
         n = n > h->throttle ? n - h->throttle : 0u;
@@ -256,8 +265,8 @@ int iob_qentry_navail(struct iob_pool_s *h)
 {
     if (!iob__handle_ok(h))
         return -MM_EINVAL;
-    uint32_t n = iob__h_nfree(mm_port_load64(&h->hdr->qents.head[0]));
-    return n > h->count ? -MM_EUCLEAN : (int)n;
+    uint32_t n = iob__nfree(&h->hdr->qents);
+    return IOB__VALIDATE && n > h->count ? -MM_EUCLEAN : (int)n;
 }
 
 /* ---- Crash points ----------------------------------------------------- */

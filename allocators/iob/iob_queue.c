@@ -17,7 +17,7 @@ static int iob__own_qent(struct iob_pool_s *h, uint32_t e, uint32_t me)
 {
     if (e >= h->count)
         return -MM_EUCLEAN;
-    uint64_t st = mm_port_load64(&h->qent[e].s.state);
+    iob__st_t st = iob__st_load(&h->qent[e].s);
     return iob__st_kind(st) == IOB__OWNED && iob__st_owner(st) == me ? 0 : -MM_EUCLEAN;
 }
 
@@ -29,7 +29,7 @@ static int iob__add_queue(struct iob_pool_s *h, struct iob_s *iob, struct iob_qu
     uint32_t me = iob__me(h), b, e;
     if (q == NULL || !iob__index(h, iob, &b))
         return iob__fail(h, -MM_EINVAL);
-    uint64_t st = mm_port_load64(&iob__desc(h, b)->s.state);
+    iob__st_t st = iob__st_load(&iob__desc(h, b)->s);
     if (iob__st_kind(st) != IOB__OWNED || iob__st_owner(st) != me)
         return iob__fail(h, -MM_EPERM);
     if (q->qh_head != 0 && iob__own_qent(h, q->qh_tail - 1u, me) < 0)
@@ -71,7 +71,7 @@ static int iob__queue_first(struct iob_pool_s *h, const struct iob_queue_s *q, u
     if (iob__own_qent(h, *e, me) < 0)
         return iob__fail(h, -MM_EUCLEAN);
     *chain = h->qent[*e].chain;
-    if (*chain >= h->count)
+    if (IOB__VALIDATE && *chain >= h->count)
         return iob__fail(h, -MM_EUCLEAN);
     return 0;
 }
@@ -85,17 +85,17 @@ struct iob_s *iob_remove_queue(struct iob_pool_s *h, struct iob_queue_s *q)
         return NULL;
     struct iob__qent *qe = &h->qent[e];
     uint32_t nx = qe->next;
-    if (nx != IOB__NIL && iob__own_qent(h, nx, me) < 0) {
+    if (IOB__VALIDATE && nx != IOB__NIL && iob__own_qent(h, nx, me) < 0) {
         iob__fail(h, -MM_EUCLEAN);
         return NULL;
     }
     q->qh_head = nx == IOB__NIL ? 0u : nx + 1u;
     if (nx == IOB__NIL)
         q->qh_tail = 0;
-    uint64_t st = mm_port_load64(&qe->s.state);
+    iob__st_t st = iob__st_load(&qe->s);
     qe->next = IOB__NIL;
     qe->chain = IOB__NIL;
-    mm_port_store64(&qe->s.state, iob__st_with(st, IOB__FREE, me));
+    iob__st_store(&qe->s, iob__st_with(st, IOB__FREE, me));
     struct iob__list l = iob__qents(h);
     (void)iob__give(h, &l, e, e, 1);
     return iob__ptr(h, chain);
@@ -115,7 +115,7 @@ void iob_free_queue(struct iob_pool_s *h, struct iob_queue_s *q)
 {
     if (!iob__handle_ok(h) || q == NULL)
         return;
-    for (uint32_t n = 0; q->qh_head != 0 && n <= h->count; n++) {
+    for (uint32_t n = 0; q->qh_head != 0 && (!IOB__VALIDATE || n <= h->count); n++) {
         struct iob_s *iob = iob_remove_queue(h, q);
         if (iob == NULL)
             break;

@@ -80,17 +80,6 @@ int iob__wait_thaw(struct iob_pool_s *h)
     return 0;
 }
 
-#else
-/* One program: no holder dies, no list is left frozen. */
-int iob__admin_lock(struct iob_pool_s *h)
-{
-    return mm_port_lock(&h->hdr->admin.lock) < 0 ? iob__fail(h, -MM_EUCLEAN) : 0;
-}
-
-void iob__admin_unlock(struct iob_pool_s *h)
-{
-    mm_port_unlock(&h->hdr->admin.lock);
-}
 #endif
 
 /* ---- Walking ----------------------------------------------------------------------- */
@@ -152,14 +141,14 @@ static void iob__take_chain(struct iob_pool_s *h, const struct iob__list *l, str
         struct iob__desc *d = iob__desc(h, b);
         d->s.mark = epoch;
         uint32_t nx = d->next;
-        uint64_t nst = nx < h->count ? mm_port_load64(&h->desc[nx].s.state) : 0;
+        iob__st_t nst = nx < h->count ? iob__st_load(&h->desc[nx].s) : 0;
         bool more =
             nx < h->count && h->desc[nx].s.mark != epoch && iob__st_kind(nst) == IOB__LINKED;
         if (more)
-            mm_port_store64(&h->desc[nx].s.state, iob__st_with(nst, IOB__OWNED, owner));
+            iob__st_store(&h->desc[nx].s, iob__st_with(nst, IOB__OWNED, owner));
         d->next = IOB__NIL;
         d->nfreed++;
-        mm_port_store64(&d->s.state, iob__st_with(mm_port_load64(&d->s.state), IOB__FREE, owner));
+        iob__st_store(&d->s, iob__st_with(iob__st_load(&d->s), IOB__FREE, owner));
         iob__batch_add(l, bt, b);
         IOB__CRASH(IOB_CRASH_RECLAIM);
         if (!more)
@@ -237,7 +226,7 @@ static int iob__reclaim_locked(struct iob_pool_s *h, uint32_t owner)
     struct iob__batch bb = {IOB__NIL, IOB__NIL, 0}, bq = {IOB__NIL, IOB__NIL, 0};
     for (uint32_t i = 0; i < h->count; i++) {
         struct iob__desc *d = &h->desc[i];
-        uint64_t st = mm_port_load64(&d->s.state);
+        iob__st_t st = iob__st_load(&d->s);
         if (d->s.mark != epoch && iob__st_owner(st) == owner) {
             if (iob__st_kind(st) == IOB__OWNED) {
                 iob__take_chain(h, &lb, &bb, i, owner, epoch);
@@ -248,13 +237,13 @@ static int iob__reclaim_locked(struct iob_pool_s *h, uint32_t owner)
             }
         }
         struct iob__qent *q = &h->qent[i];
-        st = mm_port_load64(&q->s.state);
+        st = iob__st_load(&q->s);
         if (q->s.mark != epoch && iob__st_owner(st) == owner &&
             (iob__st_kind(st) == IOB__OWNED || iob__st_kind(st) == IOB__FREE)) {
             q->s.mark = epoch;
             q->next = IOB__NIL;
             q->chain = IOB__NIL;
-            mm_port_store64(&q->s.state, iob__st_with(st, IOB__FREE, owner));
+            iob__st_store(&q->s, iob__st_with(st, IOB__FREE, owner));
             iob__batch_add(&lq, &bq, i);
         }
     }
@@ -305,7 +294,7 @@ static uint32_t iob__walk_chain(struct iob_pool_s *h, uint32_t b, uint32_t epoch
         n++;
         uint32_t nx = h->desc[x].next;
         if (nx == IOB__NIL || nx >= h->count ||
-            iob__st_kind(mm_port_load64(&h->desc[nx].s.state)) != IOB__LINKED)
+            iob__st_kind(iob__st_load(&h->desc[nx].s)) != IOB__LINKED)
             break;
         if (h->desc[nx].s.mark == epoch) {
             (*dups)++;
@@ -318,7 +307,7 @@ static uint32_t iob__walk_chain(struct iob_pool_s *h, uint32_t b, uint32_t epoch
 
 /* Whether a queued head sits where its state says: in its channel's ring,
  * between head and tail. */
-static bool iob__queued_ok(const struct iob_pool_s *h, uint32_t b, uint64_t st)
+static bool iob__queued_ok(const struct iob_pool_s *h, uint32_t b, iob__st_t st)
 {
     uint32_t arg = iob__st_owner(st), id = arg >> 24, mask;
     if (id >= IOB_CONFIG_CHANNELS)
@@ -369,7 +358,7 @@ int iob_pool_check(struct iob_pool_s *h, struct iob_census_s *census)
     for (uint32_t i = 0; i < h->count; i++) {
         if (h->desc[i].s.mark == epoch)
             continue;
-        uint64_t st = mm_port_load64(&h->desc[i].s.state);
+        iob__st_t st = iob__st_load(&h->desc[i].s);
         switch (iob__st_kind(st)) {
         case IOB__FREE:
             cs.freeing++;
@@ -390,11 +379,10 @@ int iob_pool_check(struct iob_pool_s *h, struct iob_census_s *census)
         }
     }
     for (uint32_t i = 0; i < h->count; i++) {
-        if (h->desc[i].s.mark != epoch &&
-            iob__st_kind(mm_port_load64(&h->desc[i].s.state)) == IOB__LINKED)
+        if (h->desc[i].s.mark != epoch && iob__st_kind(iob__st_load(&h->desc[i].s)) == IOB__LINKED)
             cs.orphans++;
         if (h->qent[i].s.mark != epoch) {
-            uint64_t st = mm_port_load64(&h->qent[i].s.state);
+            iob__st_t st = iob__st_load(&h->qent[i].s);
             if (iob__st_kind(st) == IOB__OWNED)
                 cs.qentries_owned++;
             else
@@ -419,19 +407,19 @@ uint32_t iob_pool_owned(struct iob_pool_s *h, uint32_t owner, uint32_t *nqentrie
     uint32_t n = 0, nq = 0;
     if (iob__handle_ok(h) && owner != 0) {
         for (uint32_t i = 0; i < h->count; i++) {
-            uint64_t st = mm_port_load64(&h->desc[i].s.state);
+            iob__st_t st = iob__st_load(&h->desc[i].s);
             if (iob__st_kind(st) == IOB__OWNED && iob__st_owner(st) == owner) {
                 uint32_t x = i;
                 for (uint32_t k = 0; k < h->count; k++) {
                     n++;
                     uint32_t nx = h->desc[x].next;
                     if (nx == IOB__NIL || nx >= h->count ||
-                        iob__st_kind(mm_port_load64(&h->desc[nx].s.state)) != IOB__LINKED)
+                        iob__st_kind(iob__st_load(&h->desc[nx].s)) != IOB__LINKED)
                         break;
                     x = nx;
                 }
             }
-            st = mm_port_load64(&h->qent[i].s.state);
+            st = iob__st_load(&h->qent[i].s);
             if (iob__st_kind(st) == IOB__OWNED && iob__st_owner(st) == owner)
                 nq++;
         }
@@ -448,7 +436,7 @@ uint32_t iob_pool_walk(struct iob_pool_s *h, iob_walk_fn fn, void *arg)
     if (!iob__handle_ok(h) || fn == NULL)
         return 0;
     for (uint32_t i = 0; i < h->count; i++) {
-        uint64_t st = mm_port_load64(&h->desc[i].s.state);
+        iob__st_t st = iob__st_load(&h->desc[i].s);
         uint32_t kind = iob__st_kind(st);
         if (kind != IOB__OWNED && kind != IOB__QUEUED)
             continue;
