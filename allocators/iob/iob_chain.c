@@ -204,7 +204,7 @@ static int iob__copyin(struct iob_pool_s *h, struct iob_s *iob, const uint8_t *s
         len -= ncopy;
         if (len > 0 && nx == IOB__NIL) {
             uint32_t nb;
-            r = iob__alloc_idx(h, me, throttled, can_block ? UINT64_MAX : 0, &nb);
+            r = iob__alloc_idx(h, me, throttled, can_block ? IOB__FOREVER : 0, &nb);
             if (r < 0)
                 return iob__fail(h, r == -MM_EUCLEAN ? r : -MM_ENOMEM);
             iob__link(h, cur, nb, me);
@@ -301,7 +301,7 @@ int iob_clone(struct iob_pool_s *h, struct iob_s *iob1, struct iob_s *iob2, bool
         while (len1 > 0) {
             if (dpos == h->bufsize) {
                 uint32_t nb;
-                r = iob__alloc_idx(h, me, throttled, can_block ? UINT64_MAX : 0, &nb);
+                r = iob__alloc_idx(h, me, throttled, can_block ? IOB__FOREVER : 0, &nb);
                 if (r < 0)
                     return iob__fail(h, r == -MM_EUCLEAN ? r : -MM_ENOMEM);
                 iob__link(h, dst, nb, me);

@@ -374,7 +374,7 @@ int iob_send(struct iob_pool_s *h, int id, struct iob_s *iob, int32_t timeout_ms
     }
     bool multi = (k->flags & IOB_CHANNEL_MULTI_SENDER) != 0;
     uint32_t mask = k->mask, t;
-    uint64_t deadline = iob__deadline(timeout_ms);
+    iob__dl_t deadline = iob__deadline(timeout_ms);
     for (;;) {
         if (multi && (r = iob__chan_lock(h, (uint32_t)id, true)) < 0)
             return r;
@@ -421,7 +421,7 @@ int iob_receive(struct iob_pool_s *h, int id, struct iob_s **out, int32_t timeou
         return iob__fail(h, -MM_EINVAL);
     bool multi = (k->flags & IOB_CHANNEL_MULTI_RECEIVER) != 0;
     uint32_t mask = k->mask, hd, me = iob__me(h);
-    uint64_t deadline = iob__deadline(timeout_ms);
+    iob__dl_t deadline = iob__deadline(timeout_ms);
     for (;;) {
         if (multi && (r = iob__chan_lock(h, (uint32_t)id, false)) < 0)
             return r;

@@ -24,6 +24,7 @@
 
 /* ---- Deadlines and sleeping -------------------------------------------- */
 
+#if IOB__CLOCK
 uint64_t iob__deadline(int64_t timeout_ms)
 {
     if (timeout_ms == 0)
@@ -35,7 +36,7 @@ uint64_t iob__deadline(int64_t timeout_ms)
 }
 
 /* Milliseconds left for mm_port_wait: -1 forever, 0 when due. */
-static int32_t iob__remaining(uint64_t deadline)
+static int32_t iob__remaining(iob__dl_t deadline)
 {
     if (deadline == UINT64_MAX)
         return -1;
@@ -47,6 +48,13 @@ static int32_t iob__remaining(uint64_t deadline)
     uint64_t left = deadline - now;
     return left > 0x7fffffffu ? 0x7fffffff : (int32_t)left;
 }
+#else
+/* No clock: the deadline is the wait (-1 forever, never 0 here). */
+static int32_t iob__remaining(iob__dl_t deadline)
+{
+    return deadline;
+}
+#endif
 
 #if MM_CONFIG_MULTIPROCESS
 /* Claim a sleeper slot (owner first, bit after); -1 if all are taken. */
@@ -97,7 +105,7 @@ static void iob__sleeper_out(uint32_t *mask, struct iob__sleepers *sl, int i)
 #define IOB__POLL_MS 2
 
 int iob__sleep(uint32_t *word, uint32_t expected, uint32_t *mask, struct iob__sleepers *sl,
-               uint32_t me, uint64_t deadline)
+               uint32_t me, iob__dl_t deadline)
 {
     int32_t left = iob__remaining(deadline);
     if (left == 0)
@@ -295,7 +303,7 @@ IOB__HOT int iob__push(struct iob_pool_s *h, const struct iob__list *l, uint32_t
 /* Spin, then sleep until the list may hold more than `reserve` or the
  * deadline passes.  0: look again. */
 static int iob__wait_free(struct iob_pool_s *h, const struct iob__list *l, uint32_t me,
-                          uint32_t reserve, uint64_t deadline)
+                          uint32_t reserve, iob__dl_t deadline)
 {
     struct iob__stack *st = l->st;
     for (uint32_t i = 0; i < h->spin; i++) {
@@ -325,7 +333,7 @@ static int iob__wait_free(struct iob_pool_s *h, const struct iob__list *l, uint3
 
 /* The waiting half of iob__take: the list had nothing for us. */
 static __attribute__((noinline)) int iob__take_wait(struct iob_pool_s *h, bool buffers, uint32_t me,
-                                                    uint32_t reserve, uint64_t deadline,
+                                                    uint32_t reserve, iob__dl_t deadline,
                                                     uint32_t *out)
 {
     struct iob__list lst = buffers ? iob__bufs(h) : iob__qents(h);
@@ -343,7 +351,7 @@ static __attribute__((noinline)) int iob__take_wait(struct iob_pool_s *h, bool b
 }
 
 IOB__HOT int iob__take_inline(struct iob_pool_s *h, const struct iob__list *l, uint32_t me,
-                              uint32_t reserve, uint64_t deadline, uint32_t *out)
+                              uint32_t reserve, iob__dl_t deadline, uint32_t *out)
 {
     int r = iob__pop(h, l, me, reserve, out);
     if (MM_UNLIKELY(r == -MM_EAGAIN) && deadline != 0)
@@ -352,7 +360,7 @@ IOB__HOT int iob__take_inline(struct iob_pool_s *h, const struct iob__list *l, u
 }
 
 int iob__take(struct iob_pool_s *h, const struct iob__list *l, uint32_t me, uint32_t reserve,
-              uint64_t deadline, uint32_t *out)
+              iob__dl_t deadline, uint32_t *out)
 {
     return iob__take_inline(h, l, me, reserve, deadline, out);
 }
@@ -418,8 +426,8 @@ void iob__thaw(struct iob_pool_s *h, const struct iob__list *l, uint32_t top, ui
 
 /* ---- Buffers ---------------------------------------------------------------- */
 
-IOB__HOT int iob__alloc_inline(struct iob_pool_s *h, uint32_t me, bool throttled, uint64_t deadline,
-                               uint32_t *out)
+IOB__HOT int iob__alloc_inline(struct iob_pool_s *h, uint32_t me, bool throttled,
+                               iob__dl_t deadline, uint32_t *out)
 {
     struct iob__list l = iob__bufs(h);
     uint32_t b = 0; /* set on success; avr-gcc 5 cannot tell */
@@ -438,13 +446,13 @@ IOB__HOT int iob__alloc_inline(struct iob_pool_s *h, uint32_t me, bool throttled
     return 0;
 }
 
-int iob__alloc_idx(struct iob_pool_s *h, uint32_t me, bool throttled, uint64_t deadline,
+int iob__alloc_idx(struct iob_pool_s *h, uint32_t me, bool throttled, iob__dl_t deadline,
                    uint32_t *out)
 {
     return iob__alloc_inline(h, me, throttled, deadline, out);
 }
 
-IOB__HOT struct iob_s *iob__alloc(struct iob_pool_s *h, bool throttled, uint64_t deadline)
+IOB__HOT struct iob_s *iob__alloc(struct iob_pool_s *h, bool throttled, iob__dl_t deadline)
 {
     if (MM_UNLIKELY(!iob__handle_ok(h)))
         return NULL;
@@ -467,7 +475,7 @@ struct iob_s *iob_tryalloc(struct iob_pool_s *h, bool throttled)
 
 struct iob_s *iob_alloc(struct iob_pool_s *h, bool throttled)
 {
-    return iob__alloc(h, throttled, UINT64_MAX);
+    return iob__alloc(h, throttled, IOB__FOREVER);
 }
 
 struct iob_s *iob_timedalloc(struct iob_pool_s *h, bool throttled, uint32_t timeout_ms)

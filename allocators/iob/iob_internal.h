@@ -106,7 +106,10 @@
  *   - a free list is a plain stack under its port lock (a critical section,
  *     or nothing for the none port), which freeze holds until thaw; the
  *     buffers' pushes count the pool's frees;
- *   - the handle keeps its resolved owner id; the admin lock cannot fail.
+ *   - the handle keeps its resolved owner id; the admin lock cannot fail;
+ *   - the app and none ports have no clock, so a deadline is the wait in
+ *     milliseconds (iob__dl_t), and where size_t has at most 32 bits the
+ *     layout is computed in 32 bits (iob_pool.c).
  */
 #ifndef MM_IOB_INTERNAL_H
 #define MM_IOB_INTERNAL_H
@@ -203,15 +206,15 @@ IOB__HOT uint64_t iob__l_make(uint32_t owner, uint32_t idx)
 #define IOB__QUEUED 3u
 
 /* A state as the code holds it: the 64-bit word above.  A microcontroller's
- * has no version (no lock-free pops to record): owner in the low half, kind
- * in the high half, read and written with plain accesses. */
+ * has no version (no lock-free pops to record): owner in one half, kind in
+ * the other, read and written with plain accesses. */
 typedef uint64_t iob__st_t;
 
+#if MM_CONFIG_MULTIPROCESS
 IOB__HOT uint32_t iob__st_owner(iob__st_t s)
 {
     return (uint32_t)s;
 }
-#if MM_CONFIG_MULTIPROCESS
 IOB__HOT uint32_t iob__st_kind(iob__st_t s)
 {
     return (uint32_t)(s >> 32) & 0xfu;
@@ -231,14 +234,30 @@ IOB__HOT iob__st_t iob__st_with(iob__st_t s, uint32_t kind, uint32_t owner)
     return iob__st_make(kind, owner, iob__st_ver(s));
 }
 #else
+/* The two halves through a union, not shifts: a 16-bit AVR calls a library
+ * routine for every 64-bit shift.  Which half is which does not matter:
+ * these are the only accessors. */
+union iob__st_halves {
+    iob__st_t s;
+    uint32_t h[2]; /* owner, kind */
+};
+IOB__HOT uint32_t iob__st_owner(iob__st_t s)
+{
+    union iob__st_halves u = {s};
+    return u.h[0];
+}
 IOB__HOT uint32_t iob__st_kind(iob__st_t s)
 {
-    return (uint32_t)(s >> 32);
+    union iob__st_halves u = {s};
+    return u.h[1];
 }
 IOB__HOT iob__st_t iob__st_make(uint32_t kind, uint32_t owner, uint32_t ver)
 {
     (void)ver;
-    return (uint64_t)owner | ((uint64_t)kind << 32);
+    union iob__st_halves u;
+    u.h[0] = owner;
+    u.h[1] = kind;
+    return u.s;
 }
 /* No version to keep: the old state is not even read. */
 IOB__HOT iob__st_t iob__st_with(iob__st_t s, uint32_t kind, uint32_t owner)
@@ -565,6 +584,32 @@ IOB__HOT void iob__count_free(struct iob__desc *d)
 #endif
 }
 
+/* ---- Deadlines ------------------------------------------------------------ */
+
+/* Deadline from a timeout: 0 (no wait), IOB__FOREVER, or when to give up.
+ * The host's is a time on mm_port_now_ms.  The app and none ports have no
+ * clock (their mm_port_now_ms answers 0, and each sleep waits the whole
+ * timeout), so a microcontroller's deadline is that wait itself, in
+ * milliseconds: the same waits, without 64-bit arithmetic. */
+#define IOB__CLOCK (MM_CONFIG_PORT == MM_PORT_HOST)
+#if IOB__CLOCK
+typedef uint64_t iob__dl_t;
+#define IOB__FOREVER UINT64_MAX
+uint64_t iob__deadline(int64_t timeout_ms);
+#else
+typedef int32_t iob__dl_t;
+#define IOB__FOREVER (-1)
+/* As the clock's deadline (now 0, plus the timeout, plus one) would wait. */
+static inline iob__dl_t iob__deadline(int64_t timeout_ms)
+{
+    if (timeout_ms == 0)
+        return 0;
+    if (timeout_ms < 0)
+        return IOB__FOREVER;
+    return timeout_ms >= 0x7fffffff ? 0x7fffffff : (int32_t)timeout_ms + 1;
+}
+#endif
+
 /* ---- Free lists (iob_freelist.c) ---------------------------------------- */
 
 /* A free list and the descriptors it links. */
@@ -641,10 +686,10 @@ IOB__HOT struct iob__slot *iob__slot(const struct iob__list *l, uint32_t i)
 #endif
 
 /* Take a free slot for owner me, leaving `reserve` on the list; waits for
- * the deadline (0: none; UINT64_MAX: forever) when none is free.  0 and the
+ * the deadline (0: none; IOB__FOREVER) when none is free.  0 and the
  * index, or -MM_EAGAIN, -MM_ETIMEDOUT, -MM_EUCLEAN. */
 int iob__take(struct iob_pool_s *h, const struct iob__list *l, uint32_t me, uint32_t reserve,
-              uint64_t deadline, uint32_t *out);
+              iob__dl_t deadline, uint32_t *out);
 
 /* Push slots first..last (linked through free_next, k of them; their states
  * already FREE) onto the list, and wake waiters.  0 or -MM_EUCLEAN. */
@@ -696,7 +741,7 @@ static inline void iob__thaw(struct iob_pool_s *h, const struct iob__list *l, ui
 
 /* Allocate a buffer for owner me (reset: no data, no next); counts and
  * records failures.  0 and the index, or a negative code. */
-int iob__alloc_idx(struct iob_pool_s *h, uint32_t me, bool throttled, uint64_t deadline,
+int iob__alloc_idx(struct iob_pool_s *h, uint32_t me, bool throttled, iob__dl_t deadline,
                    uint32_t *out);
 
 /* Free the single buffer b (state st, the caller's; its chain link is
@@ -711,14 +756,11 @@ void iob__free_chain_at(struct iob_pool_s *h, uint32_t b, iob__st_t st, uint32_t
  * head with the remaining packet length, or IOB__NIL. */
 uint32_t iob__free_head(struct iob_pool_s *h, uint32_t b, iob__st_t st, uint32_t me);
 
-/* Deadline from a timeout: 0 (no wait), UINT64_MAX (forever), or a time. */
-uint64_t iob__deadline(int64_t timeout_ms);
-
 /* Sleep while *word == expected, registered as owner me in mask/sl, until
  * the deadline.  0 (woken, or the word moved: check again), -MM_ETIMEDOUT,
  * -MM_EAGAIN (the port cannot sleep). */
 int iob__sleep(uint32_t *word, uint32_t expected, uint32_t *mask, struct iob__sleepers *sl,
-               uint32_t me, uint64_t deadline);
+               uint32_t me, iob__dl_t deadline);
 
 /* Wake everyone asleep on word if the mask says anyone is (call after the
  * store that they wait for). */

@@ -15,28 +15,58 @@ static struct iob_pool_s g_pools[IOB_CONFIG_MAX_POOLS];
 
 /* ---- Layout -------------------------------------------------------------- */
 
+#if SIZE_MAX > UINT32_MAX
+/* Offsets in 64 bits: nothing below can overflow (the total < 2^50). */
+typedef uint64_t iob__off_t;
+#else
+/* A 32-bit (or 16-bit) size_t: offsets in 32 bits, which is all a pool can
+ * take there; the buffer data, the one part that can pass 2^32, is checked
+ * before it is added. */
+typedef uint32_t iob__off_t;
+#endif
+
 struct iob__layout {
-    uint64_t desc_off, qent_off, chan_off, data_off, total;
+    iob__off_t desc_off, qent_off, chan_off, data_off, total;
     uint32_t stride;
 };
 
-static uint64_t iob__round_line(uint64_t x)
+static iob__off_t iob__round_line(iob__off_t x)
 {
-    return (x + IOB__LINE - 1u) & ~(uint64_t)(IOB__LINE - 1u);
+    return (x + IOB__LINE - 1u) & ~(iob__off_t)(IOB__LINE - 1u);
 }
 
-static bool iob__layout(uint64_t bufsize, uint32_t count, struct iob__layout *lo)
+static bool iob__layout(iob__off_t bufsize, uint32_t count, struct iob__layout *lo)
 {
     if (bufsize == 0 || bufsize > IOB_MAX_BUFSIZE || count == 0 || count > IOB_MAX_BUFFERS)
         return false;
     lo->stride = (uint32_t)iob__round_line(bufsize);
     lo->desc_off = iob__round_line(sizeof(struct iob__header));
-    lo->qent_off = lo->desc_off + (uint64_t)count * sizeof(struct iob__desc);
-    lo->chan_off = iob__round_line(lo->qent_off + (uint64_t)count * sizeof(struct iob__qent));
+    lo->qent_off = lo->desc_off + (iob__off_t)count * sizeof(struct iob__desc);
+    lo->chan_off = iob__round_line(lo->qent_off + (iob__off_t)count * sizeof(struct iob__qent));
     lo->data_off =
-        iob__round_line(lo->chan_off + (uint64_t)IOB_CONFIG_CHANNELS * sizeof(struct iob__chan));
+        iob__round_line(lo->chan_off + (iob__off_t)IOB_CONFIG_CHANNELS * sizeof(struct iob__chan));
+#if SIZE_MAX > UINT32_MAX
     lo->total = lo->data_off + (uint64_t)count * lo->stride; /* < 2^50: no overflow */
     return lo->total <= (uint64_t)SIZE_MAX;
+#else
+    /* Everything before the data fits in 32 bits; the data must fit in
+     * what SIZE_MAX leaves. */
+    _Static_assert(IOB__LINE * 4ull +
+                           IOB_MAX_BUFFERS *
+                               (uint64_t)(sizeof(struct iob__desc) + sizeof(struct iob__qent)) +
+                           IOB_CONFIG_CHANNELS * (uint64_t)sizeof(struct iob__chan) +
+                           sizeof(struct iob__header) <=
+                       UINT32_MAX,
+                   "offsets before the data fit in 32 bits");
+#if SIZE_MAX < UINT32_MAX
+    if (lo->data_off > SIZE_MAX)
+        return false;
+#endif
+    if (lo->stride > (SIZE_MAX - lo->data_off) / count)
+        return false;
+    lo->total = lo->data_off + count * lo->stride;
+    return true;
+#endif
 }
 
 size_t iob_pool_size(size_t bufsize, uint32_t count)

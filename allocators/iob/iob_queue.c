@@ -36,7 +36,7 @@ static int iob__add_queue(struct iob_pool_s *h, struct iob_s *iob, struct iob_qu
         return iob__fail(h, -MM_EUCLEAN);
 
     struct iob__list l = iob__qents(h);
-    int r = iob__take(h, &l, me, 0, can_block ? UINT64_MAX : 0, &e);
+    int r = iob__take(h, &l, me, 0, can_block ? IOB__FOREVER : 0, &e);
     if (r < 0)
         return iob__fail(h, r == -MM_EAGAIN ? -MM_ENOMEM : r);
     struct iob__qent *qe = &h->qent[e];
