@@ -269,8 +269,8 @@ static void scan_free(struct scan *s)
     free(s);
 }
 
-/* A scan of n regions (referenced here), or NULL if out of memory. */
-static struct scan *scan_new(struct region **of, size_t n)
+/* An empty scan with room for n regions, or NULL if out of memory. */
+static struct scan *scan_new(size_t n)
 {
     struct scan *s = calloc(1, sizeof(*s));
     struct region **regions = calloc(n, sizeof(*regions));
@@ -281,14 +281,16 @@ static struct scan *scan_new(struct region **of, size_t n)
         free(busy);
         return NULL;
     }
-    for (size_t i = 0; i < n; i++) {
-        region_ref(of[i]);
-        regions[i] = of[i];
-    }
-    s->nregions = n;
     s->regions = regions;
     s->busy = busy;
     return s;
+}
+
+/* Add r to a scan (referenced for the scan's length). */
+static void scan_add(struct scan *s, struct region *r)
+{
+    region_ref(r);
+    s->regions[s->nregions++] = r;
 }
 
 static void scan_done(void *arg);
@@ -332,7 +334,9 @@ static void rescan_later(struct scan *s)
             rescan_timer = NULL;
         }
     }
-    rescan = rescan_timer != NULL ? scan_new(s->busy, s->nbusy) : NULL;
+    rescan = rescan_timer != NULL ? scan_new(n) : NULL;
+    for (size_t i = 0; rescan != NULL && i < n; i++)
+        scan_add(rescan, s->busy[i]);
     if (rescan == NULL || uv_timer_start(rescan_timer, rescan_fire, RESCAN_MS, 0) != 0) {
         log_err("orphans: out of memory: owners of busy heaps are not reclaimed");
         if (rescan != NULL)
@@ -365,19 +369,13 @@ void orphans_adopt(void)
         n++;
     if (n == 0)
         return;
-    struct region **all = calloc(n, sizeof(*all));
-    struct scan *s = NULL;
-    if (all != NULL) {
-        n = 0;
-        for (struct region *r = region_first(); r != NULL; r = r->next)
-            all[n++] = r;
-        s = scan_new(all, n);
-        free(all);
-    }
+    struct scan *s = scan_new(n);
     if (s == NULL) {
         log_err("orphans: out of memory: owners of restored regions are not reclaimed");
         return;
     }
+    for (struct region *r = region_first(); r != NULL; r = r->next)
+        scan_add(s, r);
     scan_start(s);
 }
 

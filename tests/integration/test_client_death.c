@@ -567,8 +567,8 @@ static uint64_t stop_inside_lock_beside_cacher(struct it_child *cacher, struct i
     CU_ASSERT_FATAL(it_spawn(cacher, cacher_child, NULL) == 0);
     uint64_t cacher_id = 0;
     CU_ASSERT_EQUAL_FATAL(it_get(cacher->from, &cacher_id, IT_WAIT_MS), 0);
-    static const struct victim_arg arg = {true, 0};
-    CU_ASSERT_FATAL(it_spawn(v, victim_child, (void *)&arg) == 0);
+    static struct victim_arg arg = {true, 0};
+    CU_ASSERT_FATAL(it_spawn(v, victim_child, &arg) == 0);
     uint64_t held = 0;
     CU_ASSERT_EQUAL(it_get(v->from, &held, IT_WAIT_MS), 0);
     it_put(v->to, 1);
