@@ -37,16 +37,41 @@ void mm__debug_on_alloc(struct mm_heap_s *h, size_t off, size_t reqsize, const c
     memset(mm__base(h) + off + MM__USER_OFFSET + reqsize, MM_CONFIG_GUARD_FILL, MM__GUARD_SIZE);
 }
 
+/* The bytes of the chunk at off between its record and its guard, in *room;
+ * false if it cannot hold a record and a guard at all.  No allocation's
+ * chunk is that small, but a process that died while splitting one leaves
+ * the front piece allocated until recovery, and any size may be scribbled:
+ * without this check the subtraction wraps and the guard is looked for far
+ * past the chunk. */
+static bool mm__room(const struct mm_heap_s *h, size_t off, size_t *room)
+{
+    size_t size = mm__size_of(mm__chunk(h, off));
+    if (size < (size_t)MM__USER_OFFSET + MM__GUARD_SIZE)
+        return false;
+    *room = size - MM__USER_OFFSET - MM__GUARD_SIZE;
+    return true;
+}
+
+bool mm__debug_fits(const struct mm_heap_s *h, size_t off)
+{
+    size_t room;
+    return mm__room(h, off, &room);
+}
+
 size_t mm__usable_size(const struct mm_heap_s *h, size_t off)
 {
-    size_t room = (size_t)mm__size_of(mm__chunk(h, off)) - MM__USER_OFFSET - MM__GUARD_SIZE;
+    size_t room;
+    if (!mm__room(h, off, &room))
+        return 0;
     size_t req = mm__rec(h, off)->reqsize;
     return req <= room ? req : room;
 }
 
 bool mm__debug_guard_ok(const struct mm_heap_s *h, size_t off)
 {
-    size_t room = (size_t)mm__size_of(mm__chunk(h, off)) - MM__USER_OFFSET - MM__GUARD_SIZE;
+    size_t room;
+    if (!mm__room(h, off, &room))
+        return false;
     size_t req = mm__rec(h, off)->reqsize;
     if (req > room)
         return false;
@@ -59,7 +84,9 @@ bool mm__debug_guard_ok(const struct mm_heap_s *h, size_t off)
 
 void mm__debug_reset(struct mm_heap_s *h, size_t off)
 {
-    size_t room = (size_t)mm__size_of(mm__chunk(h, off)) - MM__USER_OFFSET - MM__GUARD_SIZE;
+    size_t room;
+    if (!mm__room(h, off, &room))
+        return;
     struct mm__debug_rec *rec = mm__rec(h, off);
     memset(rec, 0, sizeof(*rec));
     rec->reqsize = (uint32_t)room;

@@ -1478,6 +1478,19 @@ static void test_checkcorruption_detects(void)
     s.p[1][64] ^= 0xff;
     CU_ASSERT(mm_checkcorruption(s.t.h) > 0);
     th_close(&s.t, false);
+
+    /* b cut to an allocated chunk too small for a debug record (as a
+     * process that dies splitting a chunk leaves one): nothing takes a
+     * size from where its record would be. */
+    scribble_open(&s);
+    struct mm__chunk *b = chunk_of(s.p[1]);
+    struct mm__chunk *rest = (struct mm__chunk *)(void *)((uint8_t *)b + MM__MINCHUNK);
+    rest->prev_size = MM__MINCHUNK;
+    rest->size = (mmsize_t)((mm__size_of(b) - MM__MINCHUNK) | MM__ALLOC_BIT);
+    b->size = (mmsize_t)(MM__MINCHUNK | MM__ALLOC_BIT);
+    CU_ASSERT(mm_checkcorruption(s.t.h) > 0);
+    CU_ASSERT_EQUAL(mm_malloc_size(s.t.h, s.p[1]), 0);
+    th_close(&s.t, false);
 #endif
 }
 
