@@ -73,14 +73,16 @@
 #if MM_CONFIG_SMALL
 typedef uint16_t mmsize_t;
 #define MM__ALIGN_LOG2 2u
-#define MM__SL_LOG2    4u
 #define MM__MAX_CHUNK  0xfffcu
 #else
 typedef uint32_t mmsize_t;
 #define MM__ALIGN_LOG2 3u
-#define MM__SL_LOG2    5u
 #define MM__MAX_CHUNK  0xfffffff8u
 #endif
+#define MM__SL_LOG2 ((unsigned)MM_CONFIG_SL_LOG2)
+
+_Static_assert(MM_CONFIG_SL_LOG2 >= 2 && MM_CONFIG_SL_LOG2 <= 5,
+               "MM_CONFIG_SL_LOG2: 4 to 32 classes per power of two");
 
 #define MM__ALIGN     (1u << MM__ALIGN_LOG2)
 #define MM__HDR       ((mmsize_t)(2u * sizeof(mmsize_t)))

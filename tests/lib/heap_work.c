@@ -25,9 +25,10 @@ size_t hw_chunk_for(size_t n)
 size_t hw_chunk_max(size_t n)
 {
     size_t c = hw_chunk_for(n);
-    /* A size class spans at most 1/32 of its sizes (1/16 in the small
-     * model), or MM_ALIGN below 256 bytes. */
-    size_t slack = MM_CONFIG_CACHE ? c / 16 + 2 * MM_ALIGN : 0;
+    /* A cached block may come from the class above csize's (heap_cache.h)
+     * and is not split: two classes of slack, each at most
+     * 1 / 2^MM_CONFIG_SL_LOG2 of its sizes, or MM_ALIGN for small sizes. */
+    size_t slack = MM_CONFIG_CACHE ? (c >> (MM_CONFIG_SL_LOG2 - 1)) + 2 * MM_ALIGN : 0;
     return c + HW_MINCHUNK - MM_ALIGN + slack;
 }
 
@@ -148,9 +149,11 @@ static bool check_refusal(struct hw_worker *w, size_t need, const char *what)
                     mm_strerror(e));
     w->nomem++;
     if (w->cfg.exclusive) {
-        /* Size classes round a request up by at most 1/16 of it. */
+        /* A free chunk the search passes over is in need's own size
+         * class, at most 1 / 2^MM_CONFIG_SL_LOG2 above need: allow four
+         * times that. */
         size_t mx = mm_mallinfo(w->h).mxordblk;
-        if (mx >= need + need / 8 + 2 * HW_MINCHUNK)
+        if (mx >= need + 4 * (need >> MM_CONFIG_SL_LOG2) + 2 * HW_MINCHUNK)
             return fail(w,
                         "op %llu: %s needing a %zu-byte chunk refused with a %zu-byte chunk free",
                         (unsigned long long)w->ops, what, need, mx);

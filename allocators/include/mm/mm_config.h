@@ -59,6 +59,21 @@
 #endif
 #endif
 
+/* Size classes per power of two, as a log2 (TLSF's second level).  More
+ * classes fit a request more closely; each costs a free-list head (4 bytes,
+ * 2 in the small model) per power of two in every heap's header.  The host
+ * keeps 32 (16 in the small model): its heaps are large and shared.
+ * Microcontrollers, short of RAM, keep 8: a large-model heap's header takes
+ * about 1 KiB instead of 3.4.  Changes the heap's layout (mm_attach
+ * refuses a heap made with another value). */
+#ifndef MM_CONFIG_SL_LOG2
+#if MM_CONFIG_MULTIPROCESS
+#define MM_CONFIG_SL_LOG2 (MM_CONFIG_SMALL ? 4 : 5)
+#else
+#define MM_CONFIG_SL_LOG2 3
+#endif
+#endif
+
 /* Debug records per allocation (owner, sequence, file:line), free fill and
  * guard checks.  Changes the shared-memory layout: a debug heap and a release
  * heap refuse each other in mm_attach. */
