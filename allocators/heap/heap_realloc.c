@@ -88,11 +88,21 @@ static size_t mm__resize(struct mm_heap_s *h, size_t off, mmsize_t csize, bool *
         return start;
     }
 
+    /* What to copy is read before allocating: lists scribbled on so that
+     * they hand out memory over this very block would change its header.
+     * A free chunk never overlaps an allocated one, so if the new chunk
+     * does, or this header changed, the lists lied in a way no rebuild
+     * from the chain can be trusted to mend: refuse the heap from now on. */
+    size_t keep = mm__usable_size(h, off);
+    mmsize_t raw = c->size;
     size_t noff = mm__alloc_chunk(h, csize, retry);
     if (noff == 0)
         return 0;
-    memcpy(mm__base(h) + noff + MM__USER_OFFSET, mm__base(h) + off + MM__USER_OFFSET,
-           mm__usable_size(h, off));
+    if (MM__VALIDATE && MM_UNLIKELY(c->size != raw || (noff < off + size && off < noff + csize))) {
+        mm__hdr(h)->state = MM__STATE_BROKEN;
+        return 0;
+    }
+    memcpy(mm__base(h) + noff + MM__USER_OFFSET, mm__base(h) + off + MM__USER_OFFSET, keep);
     (void)mm__debug_on_free(h, off); /* fill; the guard was checked already */
     if (mm__needs_repair(mm__free_chunk(h, off))) {
         /* The new block is ours and allocated in the chain; the old one is
