@@ -202,29 +202,88 @@ int mm__free_chunk(struct mm_heap_s *h, size_t off)
     return MM__DONE;
 }
 
+#if MM_CONFIG_MULTIPROCESS
+/* The free neighbour on the far side of a piece being given back (0 if
+ * none), taken out of its list.  false: the chain or the lists disagree
+ * with what they say of it (the caller repairs). */
+static bool mm__take_neighbour(struct mm_heap_s *h, size_t off, mmsize_t size, bool front,
+                               size_t *noff, mmsize_t *nsize)
+{
+    *nsize = 0;
+    if (front) {
+        mmsize_t prev = mm__chunk(h, off)->prev_size;
+        if (prev == 0)
+            return true;
+        if (prev > off - sizeof(struct mm__header) || (prev & (MM__ALIGN - 1u)) != 0 ||
+            mm__size_of(mm__chunk(h, off - prev)) != prev)
+            return false;
+        *noff = off - prev;
+    } else {
+        *noff = off + size;
+    }
+    const struct mm__chunk *n = mm__chunk(h, *noff);
+    if (mm__is_alloc(n))
+        return true;
+    mmsize_t s = mm__size_of(n);
+    if (s < MM__MINCHUNK || s > h->limit - MM__HDR - *noff || !mm__list_unlink(h, *noff, s))
+        return false;
+    *nsize = s;
+    return true;
+}
+
+/* The piece given back is free in the same store that publishes the split
+ * (merged with a free neighbour beyond it), so that a process dying between
+ * the two loses nothing: the chain shows either the whole chunk allocated
+ * or the piece free, and recovery links whatever the lists lack. */
 void mm__split_free(struct mm_heap_s *h, size_t off, mmsize_t size, mmsize_t at, bool front)
 {
-    struct mm__chunk *c = mm__chunk(h, off);
+    size_t roff = off + at, noff = 0;
+    mmsize_t rest = (mmsize_t)(size - at), nsize;
+    bool repair = !mm__take_neighbour(h, off, size, front, &noff, &nsize);
+    struct mm__chunk *r = mm__chunk(h, roff);
+    size_t start;
+    mmsize_t total;
+    if (front) { /* [neighbour] piece | kept */
+        start = nsize != 0 ? noff : off;
+        total = (mmsize_t)(nsize + at);
+        r->prev_size = total;
+        r->size = (mmsize_t)(rest | MM__ALLOC_BIT);
+        mm__chunk(h, roff + rest)->prev_size = rest;
+        MM__CRASH_POINT(9);
+        mm__chunk(h, start)->size = total; /* publishes split and merge */
+    } else {                               /* kept | piece [neighbour] */
+        start = roff;
+        total = (mmsize_t)(rest + nsize);
+        r->prev_size = at;
+        r->size = total;
+        mm__chunk(h, roff + total)->prev_size = total;
+        MM__CRASH_POINT(6);
+        mm__chunk(h, off)->size = (mmsize_t)(at | MM__ALLOC_BIT); /* publishes */
+    }
+    MM__CRASH_POINT(10);
+    if (!repair) {
+        mm__list_insert(h, start, total);
+    } else if (mm__rebuild(h, false)) {
+        /* the lists were corrupted: the piece goes into them, merged with
+         * any free neighbour, with the rest */
+        mm__hdr(h)->stats.repairs++;
+    }
+}
+#else
+/* One address space: nothing dies between two stores, so the piece is
+ * split off allocated and freed the ordinary way (less code). */
+void mm__split_free(struct mm_heap_s *h, size_t off, mmsize_t size, mmsize_t at, bool front)
+{
     size_t roff = off + at;
     mmsize_t rest = (mmsize_t)(size - at);
     struct mm__chunk *r = mm__chunk(h, roff);
     r->prev_size = at;
     r->size = (mmsize_t)(rest | MM__ALLOC_BIT);
     mm__chunk(h, roff + rest)->prev_size = rest;
-    MM__CRASH_POINT(front ? 9 : 6);
-    c->size = (mmsize_t)(at | MM__ALLOC_BIT); /* publishes the split */
-    /* Either part is an allocated chunk now; freeing it merges it with a
-     * free neighbour. */
-    size_t foff = front ? off : roff;
-    if (mm__needs_repair(mm__free_chunk(h, foff))) {
-        /* Lists corrupted: rebuild them; the part, free in the chain once
-         * its bit is cleared, goes into them with the rest. */
-        struct mm__chunk *f = mm__chunk(h, foff);
-        f->size = mm__size_of(f);
-        if (mm__rebuild(h, false))
-            mm__hdr(h)->stats.repairs++;
-    }
+    mm__chunk(h, off)->size = (mmsize_t)(at | MM__ALLOC_BIT);
+    (void)mm__free_chunk(h, front ? off : roff);
 }
+#endif
 
 void mm__shrink_chunk(struct mm_heap_s *h, size_t off, mmsize_t size, mmsize_t csize)
 {

@@ -3,7 +3,8 @@
  * processes: position independence (one memfd mapped at several addresses,
  * in this process and in a child), several processes hammering one heap,
  * a process killed with SIGKILL at each crash point inside the heap's
- * critical sections while others go on, and a heap whose chunk chain was
+ * critical sections while others go on (and no more chunks left allocated
+ * than the dead process held), and a heap whose chunk chain was
  * broken before its lock owner died.
  *
  * Children never use CUnit: each checks its own work and exits with 0 or a
@@ -359,6 +360,23 @@ enum crash_op {
     OP_COUNT,
 };
 
+/* The most chunks the victim can hold when op stops: its own blocks set
+ * up before op, plus the block op is making.  A split piece that op was
+ * giving back must not stay allocated after the victim's death. */
+static const size_t op_victim_chunks[OP_COUNT] = {
+    1, /* malloc split: the new block */
+    2, /* malloc whole chunk: b, the new block */
+    1, /* calloc */
+    3, /* free alone: a, b, c */
+    2, /* free merge next: a, b */
+    2, /* free merge both: b, d */
+    2, /* realloc grow next: a, c */
+    2, /* realloc grow prev: b, c */
+    2, /* realloc shrink: a, b */
+    3, /* realloc move: a, b, the new block */
+    2, /* memalign: a, the new block */
+};
+
 static const char *const op_names[OP_COUNT] = {
     "malloc split",      "malloc whole chunk", "calloc",
     "free alone",        "free merge next",    "free merge both",
@@ -605,8 +623,13 @@ static bool crash_round(enum crash_op op, int point, bool survivor_first)
     CU_ASSERT(tu_exited_ok(sstatus));
     CU_ASSERT_EQUAL(mm_checkcorruption(s.h), 0);
     /* What the victim left is a leak, not damage: used and free bytes still
-     * add up to the heap. */
+     * add up to the heap.  Everyone else has freed everything, so the
+     * chunks still allocated are the victim's own. */
     struct mm_mallinfo_s mi = mm_mallinfo(s.h);
+    if (mi.aordblks > op_victim_chunks[op])
+        printf("\n    %s, point %d: %zu chunks left allocated, the victim held at most %zu",
+               op_names[op], point, mi.aordblks, op_victim_chunks[op]);
+    CU_ASSERT(mi.aordblks <= op_victim_chunks[op]);
     struct mm_heap_s *h2 = mm_attach(s.a, s.size);
     CU_ASSERT_PTR_NOT_NULL(h2);
     mm_detach(h2);

@@ -327,7 +327,7 @@ void mm_set_misuse_callback(mm_misuse_fn fn, void *arg);
 /* Test builds only: fn is called at numbered points inside the heap's
  * critical sections (lock held, structure mid-change), so that a test can
  * kill the process exactly there.  Points are 1..MM_CRASH_POINTS. */
-#define MM_CRASH_POINTS 9
+#define MM_CRASH_POINTS 10
 typedef void (*mm_crash_fn)(int point);
 void mm_set_crash_hook(mm_crash_fn fn);
 #endif
