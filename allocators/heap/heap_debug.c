@@ -39,10 +39,8 @@ void mm__debug_on_alloc(struct mm_heap_s *h, size_t off, size_t reqsize, const c
 
 /* The bytes of the chunk at off between its record and its guard, in *room;
  * false if it cannot hold a record and a guard at all.  No allocation's
- * chunk is that small, but a process that died while splitting one leaves
- * the front piece allocated until recovery, and any size may be scribbled:
- * without this check the subtraction wraps and the guard is looked for far
- * past the chunk. */
+ * chunk is that small, but any size may be scribbled: without this check
+ * the subtraction wraps and the guard is looked for far past the chunk. */
 static bool mm__room(const struct mm_heap_s *h, size_t off, size_t *room)
 {
     size_t size = mm__size_of(mm__chunk(h, off));
@@ -50,12 +48,6 @@ static bool mm__room(const struct mm_heap_s *h, size_t off, size_t *room)
         return false;
     *room = size - MM__USER_OFFSET - MM__GUARD_SIZE;
     return true;
-}
-
-bool mm__debug_fits(const struct mm_heap_s *h, size_t off)
-{
-    size_t room;
-    return mm__room(h, off, &room);
 }
 
 size_t mm__usable_size(const struct mm_heap_s *h, size_t off)

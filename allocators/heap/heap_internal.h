@@ -514,9 +514,6 @@ bool mm__debug_on_free(struct mm_heap_s *h, size_t off); /* false: guard overwri
 size_t mm__usable_size(const struct mm_heap_s *h, size_t off);
 bool mm__debug_guard_ok(const struct mm_heap_s *h, size_t off);
 void mm__debug_reset(struct mm_heap_s *h, size_t off);
-/* Whether the chunk at off can hold a debug record and a guard, as every
- * allocation's chunk does. */
-bool mm__debug_fits(const struct mm_heap_s *h, size_t off);
 #else
 static inline void mm__debug_on_alloc(struct mm_heap_s *h, size_t off, size_t reqsize,
                                       const char *file, int line)
@@ -540,11 +537,6 @@ static inline bool mm__debug_guard_ok(const struct mm_heap_s *h, size_t off)
 static inline void mm__debug_reset(struct mm_heap_s *h, size_t off)
 {
     (void)h, (void)off;
-}
-static inline bool mm__debug_fits(const struct mm_heap_s *h, size_t off)
-{
-    (void)h, (void)off;
-    return true;
 }
 #endif
 

@@ -12,10 +12,7 @@
  * In debug builds a process that died inside malloc or free may leave an
  * allocated chunk whose record and guard it had not finished writing (or had
  * begun to overwrite with the free fill); after a crash, such records are
- * reset to "unknown" so that the heap checks clean, and counted.  An
- * allocated chunk too small to hold a record at all was a piece of a split
- * that the dead process was giving back (memalign's gap, or a tail trimmed
- * by realloc or memalign): it is freed.
+ * reset to "unknown" so that the heap checks clean, and counted.
  */
 #include "heap_internal.h"
 
@@ -32,11 +29,6 @@ static bool mm__rebuild_region(struct mm_heap_s *h, unsigned i, bool crashed)
         mmsize_t size = mm__size_of(c);
         if (size < MM__MINCHUNK || size > end - off)
             return false;
-        if (crashed && mm__is_alloc(c) && !mm__debug_fits(h, off)) {
-            /* Debug builds: too small for any allocation, so a piece of a
-             * split that the dead process was giving back.  Free it. */
-            c->size = size;
-        }
         if (!mm__is_alloc(c)) {
             if (run == 0) {
                 run = off;
