@@ -203,9 +203,10 @@ int mm__free_chunk(struct mm_heap_s *h, size_t off)
 }
 
 #if MM_CONFIG_MULTIPROCESS
-/* The free neighbour on the far side of a piece being given back (0 if
- * none), taken out of its list.  false: the chain or the lists disagree
- * with what they say of it (the caller repairs). */
+/* The free neighbour on the far side of a piece being given back, taken
+ * out of its list: its offset and size (*nsize 0 when that neighbour is
+ * allocated or there is none).  false: the chain or the lists disagree with
+ * what they say of it (the caller repairs). */
 static bool mm__take_neighbour(struct mm_heap_s *h, size_t off, mmsize_t size, bool front,
                                size_t *noff, mmsize_t *nsize)
 {
