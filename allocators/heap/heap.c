@@ -154,41 +154,54 @@ size_t mm__alloc_chunk(struct mm_heap_s *h, mmsize_t csize, bool *retry)
 
 /* ---- Giving a chunk back ------------------------------------------------ */
 
+/* The free neighbour of the chunk at off (of size size) before it (front)
+ * or after it, taken out of its list: its offset and size (*nsize 0 when
+ * that neighbour is allocated or there is none).  false: the chain or the
+ * lists disagree with what they say of it (the caller repairs).  The
+ * sentinel is marked allocated, so a free next chunk is a real one; its size
+ * must keep it inside the mapping.  Only mm_free has validated prev_size
+ * (mm__user_chunk): for the other callers (split, cache, realloc) the chunk
+ * it names must lie past the header and say the same size. */
+MM__INLINE bool mm__take_neighbour(const struct mm_heap_s *h, size_t off, mmsize_t size, bool front,
+                                   size_t *noff, mmsize_t *nsize)
+{
+    *nsize = 0;
+    if (front) {
+        mmsize_t prev = mm__chunk(h, off)->prev_size;
+        if (prev == 0)
+            return true;
+        if (MM__VALIDATE &&
+            MM_UNLIKELY(prev > off - sizeof(struct mm__header) || (prev & (MM__ALIGN - 1u)) != 0 ||
+                        mm__size_of(mm__chunk(h, off - prev)) != prev))
+            return false;
+        *noff = off - prev;
+    } else {
+        *noff = off + size;
+    }
+    const struct mm__chunk *n = mm__chunk(h, *noff);
+    if (mm__is_alloc(n))
+        return true;
+    mmsize_t s = mm__size_of(n);
+    if (MM_UNLIKELY((MM__VALIDATE && (s < MM__MINCHUNK || s > h->limit - MM__HDR - *noff)) ||
+                    !mm__list_remove(h, *noff, s)))
+        return false;
+    *nsize = s;
+    return true;
+}
+
 int mm__free_chunk(struct mm_heap_s *h, size_t off)
 {
     struct mm__chunk *c = mm__chunk(h, off);
     mmsize_t size = mm__size_of(c);
-    size_t noff = off + size;
-    struct mm__chunk *n = mm__chunk(h, noff);
-    mmsize_t nsize = 0, psize = 0;
+    size_t noff = 0, poff = 0;
+    mmsize_t nsize, psize;
 
-    /* The sentinel is marked allocated, so a free next chunk is a real one;
-     * its size must keep it inside the mapping. */
-    if (!mm__is_alloc(n)) {
-        nsize = mm__size_of(n);
-        if (MM_UNLIKELY(
-                (MM__VALIDATE && (nsize < MM__MINCHUNK || nsize > h->limit - MM__HDR - noff)) ||
-                !mm__list_remove(h, noff, nsize)))
-            return MM__RETRY;
-    }
-    mmsize_t prev = c->prev_size;
-    /* Only mm_free has validated prev_size (mm__user_chunk); for the other
-     * callers (split, cache, realloc) the chunk it names must lie past the
-     * header and say the same size, else the lists are repaired first. */
-    if (MM__VALIDATE && MM_UNLIKELY(prev != 0 && (prev > off - sizeof(struct mm__header) ||
-                                                  (prev & (MM__ALIGN - 1u)) != 0 ||
-                                                  mm__size_of(mm__chunk(h, off - prev)) != prev))) {
-        if (nsize != 0)
+    if (!mm__take_neighbour(h, off, size, false, &noff, &nsize))
+        return MM__RETRY;
+    if (!mm__take_neighbour(h, off, size, true, &poff, &psize)) {
+        if (nsize != 0) /* keep the lists whole for the repair */
             mm__list_insert(h, noff, nsize);
         return MM__RETRY;
-    }
-    if (prev != 0 && !mm__is_alloc(mm__chunk(h, off - prev))) {
-        psize = prev;
-        if (MM_UNLIKELY(!mm__list_remove(h, off - psize, psize))) {
-            if (nsize != 0) /* keep the lists whole for the repair */
-                mm__list_insert(h, noff, nsize);
-            return MM__RETRY;
-        }
     }
     MM__CRASH_POINT(4);
 
@@ -203,35 +216,6 @@ int mm__free_chunk(struct mm_heap_s *h, size_t off)
 }
 
 #if MM_CONFIG_MULTIPROCESS
-/* The free neighbour on the far side of a piece being given back, taken
- * out of its list: its offset and size (*nsize 0 when that neighbour is
- * allocated or there is none).  false: the chain or the lists disagree with
- * what they say of it (the caller repairs). */
-static bool mm__take_neighbour(struct mm_heap_s *h, size_t off, mmsize_t size, bool front,
-                               size_t *noff, mmsize_t *nsize)
-{
-    *nsize = 0;
-    if (front) {
-        mmsize_t prev = mm__chunk(h, off)->prev_size;
-        if (prev == 0)
-            return true;
-        if (prev > off - sizeof(struct mm__header) || (prev & (MM__ALIGN - 1u)) != 0 ||
-            mm__size_of(mm__chunk(h, off - prev)) != prev)
-            return false;
-        *noff = off - prev;
-    } else {
-        *noff = off + size;
-    }
-    const struct mm__chunk *n = mm__chunk(h, *noff);
-    if (mm__is_alloc(n))
-        return true;
-    mmsize_t s = mm__size_of(n);
-    if (s < MM__MINCHUNK || s > h->limit - MM__HDR - *noff || !mm__list_unlink(h, *noff, s))
-        return false;
-    *nsize = s;
-    return true;
-}
-
 /* The piece given back is free in the same store that publishes the split
  * (merged with a free neighbour beyond it), so that a process dying between
  * the two loses nothing: the chain shows either the whole chunk allocated
