@@ -329,36 +329,57 @@ size_t mm__alloc_locked(struct mm_heap_s *h, mmsize_t csize)
     }
 }
 
-static void *mm__malloc_once(struct mm_heap_s *h, size_t size, const char *file, int line)
-{
-    mmsize_t csize = mm__chunk_size_for(size);
-    if (MM_UNLIKELY(csize == 0)) {
-        h->last_error = MM_ERR_INVAL;
-        return NULL;
-    }
 #if MM_CONFIG_CACHE
-    size_t coff = mm__cache_pop(h, csize);
-    if (coff != 0)
-        return mm__base(h) + coff + MM__USER_OFFSET;
-#endif
-    if (MM_UNLIKELY(mm__enter(h) != 0))
+/* A cached block for a request of size bytes, or NULL. */
+MM__INLINE void *mm__malloc_cached(struct mm_heap_s *h, size_t size)
+{
+    /* Below the last cached class, whose next class is not cached. */
+    if (size > MM__CACHE_POP_LIMIT - MM__ALIGN - MM__USER_OFFSET)
         return NULL;
-    size_t off = mm__alloc_locked(h, csize);
-    if (off != 0)
-        mm__debug_on_alloc(h, off, size, file, line);
-    mm__leave(h);
+    size_t off = mm__cache_pop(h, mm__chunk_size_for(size));
     return off != 0 ? mm__base(h) + off + MM__USER_OFFSET : NULL;
+}
+#endif
+
+/* malloc when the thread cache cannot serve it: under the lock. */
+MM__SLOW_PATH static void *mm__malloc_slow(struct mm_heap_s *h, size_t size, const char *file,
+                                           int line)
+{
+#if MM_CONFIG_CACHE
+    /* As in mm__free_slow; a malloc binds no new cache (frees fill it). */
+    if (mm__cache_mine(h) == NULL && mm__cache_bind(h, false) != NULL) {
+        void *p = mm__malloc_cached(h, size);
+        if (p != NULL)
+            return p;
+    }
+#endif
+    mmsize_t csize = mm__chunk_size_for(size);
+    for (bool retried = false;; retried = true) {
+        void *p = NULL;
+        if (MM_UNLIKELY(csize == 0)) {
+            h->last_error = MM_ERR_INVAL;
+        } else if (MM_LIKELY(mm__enter(h) == 0)) {
+            size_t off = mm__alloc_locked(h, csize);
+            if (off != 0)
+                mm__debug_on_alloc(h, off, size, file, line);
+            mm__leave(h);
+            p = off != 0 ? mm__base(h) + off + MM__USER_OFFSET : NULL;
+        }
+        if (MM_LIKELY(p != NULL) || !mm__try_again(h, retried))
+            return p;
+    }
 }
 
 void *mm_malloc_at(struct mm_heap_s *h, size_t size, const char *file, int line)
 {
     if (MM_UNLIKELY(h == NULL))
         return NULL;
-    for (bool retried = false;; retried = true) {
-        void *p = mm__malloc_once(h, size, file, line);
-        if (MM_LIKELY(p != NULL) || !mm__try_again(h, retried))
-            return p;
-    }
+#if MM_CONFIG_CACHE
+    void *p = mm__malloc_cached(h, size);
+    if (MM_LIKELY(p != NULL))
+        return p;
+#endif
+    return mm__malloc_slow(h, size, file, line);
 }
 
 void *mm_malloc(struct mm_heap_s *h, size_t size)
@@ -391,12 +412,14 @@ void *mm_calloc(struct mm_heap_s *h, size_t n, size_t elem_size)
     return mm__calloc_at(h, n, elem_size, NULL, 0);
 }
 
-void mm_free(struct mm_heap_s *h, void *mem)
+/* mm_free when the thread cache cannot take the block: under the lock. */
+MM__SLOW_PATH static void mm__free_slow(struct mm_heap_s *h, void *mem)
 {
-    if (mem == NULL || h == NULL)
-        return;
 #if MM_CONFIG_CACHE
-    if (mm__cache_push(h, mem))
+    /* The cache's fast path found no cache of h in front: bind one (this
+     * thread's first free, another heap used since, a fork, a new owner
+     * id) and try it again. */
+    if (mm__cache_mine(h) == NULL && mm__cache_bind(h, true) != NULL && mm__cache_push(h, mem))
         return;
 #endif
     size_t off = mm__enter_user(h, mem);
@@ -417,6 +440,18 @@ void mm_free(struct mm_heap_s *h, void *mem)
     mm__leave(h);
     if (!guard_ok)
         mm__report_misuse(h, MM_MISUSE_GUARD, mem);
+}
+
+void mm_free(struct mm_heap_s *h, void *mem)
+{
+#if MM_CONFIG_CACHE
+    /* NULL is no block of region 0: the slow path sees it. */
+    if (MM_LIKELY(h != NULL) && MM_LIKELY(mm__cache_push(h, mem)))
+        return;
+#endif
+    if (mem == NULL || h == NULL)
+        return;
+    mm__free_slow(h, mem);
 }
 
 size_t mm_malloc_size(struct mm_heap_s *h, void *mem)

@@ -65,8 +65,15 @@ static void mm__cache_thread_exit(void)
     mm_port_local_free(tc, sizeof(*tc));
 }
 
-/* Slow path of mm__cache_of: find or bind an entry for h.  Keeps the most
- * recently bound heap in entry 0, where the fast path looks first. */
+static void mm__cache_tables(struct mm__thread_cache *tc)
+{
+    for (unsigned u = 0; u < MM__CACHE_UNITS; u++)
+        tc->bin_of[u] = (uint8_t)mm__class((mmsize_t)(u << MM__ALIGN_LOG2));
+}
+
+/* Slow path of mm__cache_mine: find or bind an entry for h, with the owner
+ * id of now.  Keeps the most recently used heap in entry 0, where the fast
+ * path looks first. */
 struct mm__cache *mm__cache_bind(struct mm_heap_s *h, bool create)
 {
     struct mm__thread_cache *tc = mm__tcache;
@@ -76,6 +83,7 @@ struct mm__cache *mm__cache_bind(struct mm_heap_s *h, bool create)
         tc = mm_port_local_alloc(sizeof(*tc));
         if (tc == NULL)
             return NULL;
+        mm__cache_tables(tc);
         mm__tcache = tc;
         mm_port_on_thread_exit(mm__cache_thread_exit);
     }
@@ -98,9 +106,13 @@ struct mm__cache *mm__cache_bind(struct mm_heap_s *h, bool create)
         last->h = h;
         last->gen = h->gen;
         last->fork_gen = mm_port_fork_generation();
-        last->owner = mm__owner();
-        last->owner_gen = mm__owner_gen;
         found = (int)MM__CACHE_HEAPS - 1;
+    }
+    struct mm__cache *k = &tc->heaps[found];
+    uint32_t epoch = mm__cache_epoch();
+    if (k->epoch != epoch || k->owner == 0) {
+        k->owner = mm__owner();
+        k->epoch = epoch;
     }
     if (found > 0) {
         struct mm__cache tmp = tc->heaps[found];
@@ -182,7 +194,7 @@ size_t mm__cache_flush_mine(struct mm_heap_s *h)
 
 void mm__cache_drop_mine(struct mm_heap_s *h)
 {
-    struct mm__cache *k = mm__cache_of(h, false);
+    struct mm__cache *k = mm__cache_bind(h, false);
     if (k != NULL)
         mm__cache_forget(k);
 }

@@ -17,69 +17,99 @@ struct mm__cache {
     struct mm_heap_s *h; /* NULL: entry unused */
     uint32_t gen;        /* h->gen when bound; a mismatch means h was released */
     uint32_t fork_gen;   /* mm_port_fork_generation() when bound */
+    uint32_t epoch;      /* mm__cache_epoch() when owner was read */
     uint32_t owner;      /* owner id written into cached blocks */
-    uint32_t owner_gen;  /* mm__owner_gen when owner was read */
     size_t bytes;        /* bytes cached */
     uint32_t mallocs;    /* operations not yet added to the heap's stats */
     uint32_t frees;
-    mmsize_t head[MM__CACHE_BINS];
+    mmsize_t head[MM__CACHE_BINS]; /* 0 exactly when the bin is empty */
     uint8_t n[MM__CACHE_BINS];
 };
+
+/* Cached chunk sizes, in units of MM__ALIGN: the tables' index. */
+#define MM__CACHE_UNITS (MM__CACHE_LIMIT >> MM__ALIGN_LOG2)
 
 /* A thread's caches, in memory of its own (mm_port_local_alloc), so that
  * the thread-local part is one pointer. */
 struct mm__thread_cache {
     struct mm__cache heaps[MM__CACHE_HEAPS]; /* most recently used first */
+    /* mm__class of each cached chunk size / MM__ALIGN, made with the
+     * thread cache: a lookup costs less than the computation. */
+    uint8_t bin_of[MM__CACHE_UNITS];
 };
+_Static_assert(MM__CACHE_BINS <= 255u, "bins are numbered in a byte");
 
 extern MM_PORT_THREAD_LOCAL struct mm__thread_cache *mm__tcache;
 extern uint32_t mm__owner_gen; /* changes with mm_set_owner_id */
 
-/* Find or bind the calling thread's cache of h (slow path). */
+/* Changes after a fork() and with mm_set_owner_id: either way a bound cache
+ * must be looked at again by mm__cache_bind (forgotten in a child, its
+ * owner id read again otherwise), so the fast path makes one check. */
+MM__INLINE uint32_t mm__cache_epoch(void)
+{
+    return mm_port_fork_generation() + mm__owner_gen;
+}
+
+/* Find or bind the calling thread's cache of h, up to date (slow path). */
 struct mm__cache *mm__cache_bind(struct mm_heap_s *h, bool create);
 
-MM__INLINE struct mm__cache *mm__cache_of(struct mm_heap_s *h, bool create)
+/* The calling thread's caches if the first is h's and up to date; else
+ * NULL, and the caller's slow path calls mm__cache_bind.  No call here: the
+ * hot paths stay leaf code. */
+MM__INLINE struct mm__thread_cache *mm__cache_mine(struct mm_heap_s *h)
 {
     struct mm__thread_cache *tc = mm__tcache;
     if (MM_LIKELY(tc != NULL)) {
-        struct mm__cache *k = &tc->heaps[0];
-        if (MM_LIKELY(k->h == h && k->gen == h->gen && k->fork_gen == mm_port_fork_generation()))
-            return k;
+        const struct mm__cache *k = &tc->heaps[0];
+        if (MM_LIKELY(k->h == h && k->gen == h->gen && k->epoch == mm__cache_epoch()))
+            return tc;
     }
-    return mm__cache_bind(h, create);
+    return NULL;
+}
+
+/* Whether off is a chunk offset inside region 0 (the only one cached):
+ * chunk-aligned and below its end sentinel.  One compare for both: the
+ * rotation moves a misaligned remainder into the top bits, past any bound
+ * (region 0's bounds are chunk-aligned, validated with the handle). */
+MM__INLINE bool mm__in_r0(const struct mm_heap_s *h, size_t off)
+{
+    size_t d = off - h->r0_start;
+    d = (d >> MM__ALIGN_LOG2) | (d << (8u * sizeof(size_t) - MM__ALIGN_LOG2));
+    return d < h->r0_units;
 }
 
 /* Cache the block at mem; false if it cannot be (then free it normally,
- * which also reports misuse). */
+ * which also reports misuse).  Every malloc/free pair runs this and
+ * mm__cache_pop, so both are kept short: a pair that runs fewer
+ * instructions leaves the CPU room to overlap one pair's cache misses with
+ * the next's, which is most of what a pair costs when blocks are cold. */
 MM__INLINE bool mm__cache_push(struct mm_heap_s *h, void *mem)
 {
-    uintptr_t m = (uintptr_t)mem, b = (uintptr_t)mm__base(h);
-    size_t off = (size_t)(m - b) - MM__USER_OFFSET;
-    /* Only the first region, whose bounds the handle holds (validated):
-     * off - start wraps for pointers below it. */
-    if (MM_UNLIKELY((m & (MM__ALIGN - 1u)) != 0 || off - h->r0_start >= h->r0_end - h->r0_start))
+    size_t off = (size_t)((uintptr_t)mem - (uintptr_t)mm__base(h)) - MM__USER_OFFSET;
+    if (MM_UNLIKELY(!mm__in_r0(h, off)))
         return false;
     struct mm__chunk *c = mm__chunk(h, off);
-    mmsize_t raw = c->size;
-    if ((raw & (MM__ALLOC_BIT | MM__CACHED_BIT)) != MM__ALLOC_BIT)
-        return false; /* free or cached already: the locked path reports it */
-    mmsize_t size = (mmsize_t)(raw & MM__SIZE_MASK);
-    unsigned bin = mm__class(size);
-    if (bin >= MM__CACHE_BINS)
+    mmsize_t raw = c->size, size = (mmsize_t)(raw & MM__SIZE_MASK);
+    /* Allocated and not cached (else the locked path reports it), of a
+     * cached class; the one compare also refuses sizes below a chunk. */
+    if ((raw & (MM__ALLOC_BIT | MM__CACHED_BIT)) != MM__ALLOC_BIT ||
+        (mmsize_t)(size - MM__MINCHUNK) >= MM__CACHE_LIMIT - MM__MINCHUNK)
         return false;
-    struct mm__cache *k = mm__cache_of(h, true);
-    if (k == NULL || k->n[bin] >= MM__CACHE_DEPTH || k->bytes + size > h->cache_cap)
+    struct mm__thread_cache *tc = mm__cache_mine(h);
+    if (tc == NULL)
+        return false;
+    struct mm__cache *k = &tc->heaps[0];
+    unsigned bin = tc->bin_of[size >> MM__ALIGN_LOG2];
+    if (k->n[bin] >= MM__CACHE_DEPTH || k->bytes + size > h->cache_cap)
         return false;
     /* The same checks as mm_free makes of a pointer: a size that stays in
-     * the region, the next chunk agreeing, the previous one plausible. */
-    if (MM_UNLIKELY(size < MM__MINCHUNK || size > h->r0_end - off ||
-                    mm__chunk(h, off + size)->prev_size != size ||
-                    (c->prev_size == 0 ? off != h->r0_start : c->prev_size > off - h->r0_start)))
+     * the region, the next chunk agreeing, the previous one plausible
+     * (prev_size 0 only at the region's start, else within the region). */
+    size_t from_start = off - h->r0_start;
+    mmsize_t prev = c->prev_size;
+    if (MM_UNLIKELY(size > h->r0_end - off || mm__chunk(h, off + size)->prev_size != size ||
+                    ((size_t)(mmsize_t)(prev - 1u) >= from_start && (prev | from_start) != 0)))
         return false;
-    if (MM_UNLIKELY(k->owner_gen != mm__owner_gen)) {
-        k->owner = mm__owner();
-        k->owner_gen = mm__owner_gen;
-    }
     c->next = k->head[bin];
     c->prev = (mmsize_t)k->owner;
     c->size = (mmsize_t)(raw | MM__CACHED_BIT);
@@ -94,12 +124,12 @@ MM__INLINE bool mm__cache_push(struct mm_heap_s *h, void *mem)
 MM__INLINE size_t mm__cache_take(struct mm_heap_s *h, struct mm__cache *k, unsigned bin,
                                  mmsize_t csize)
 {
-    if (k->n[bin] == 0)
+    size_t off = k->head[bin]; /* 0 exactly when the bin is empty */
+    if (off == 0)
         return 0;
-    size_t off = k->head[bin];
     /* The bin is process-local, the block is not: check what the user will
      * write stays in region 0, where every cached block comes from. */
-    if (MM_UNLIKELY(off - h->r0_start >= h->r0_end - h->r0_start || (off & (MM__ALIGN - 1u)) != 0))
+    if (MM_UNLIKELY(!mm__in_r0(h, off)))
         goto overwritten;
     struct mm__chunk *c = mm__chunk(h, off);
     mmsize_t raw = c->size, size = (mmsize_t)(raw & MM__SIZE_MASK);
@@ -120,16 +150,19 @@ overwritten: /* someone wrote over a cached block: forget this bin */
     return 0;
 }
 
-/* Take a cached block of at least csize bytes: its offset, or 0.  The head
- * of csize's own class may be too small; any block of the next class fits. */
+/* Take a cached block of at least csize bytes (below the last cached
+ * class): its offset, or 0.  The head of csize's own class may be too
+ * small; any block of the next class fits.  Rounding every request up to
+ * the next class instead (as TLSF does) would look at one bin only, but
+ * each trip through the cache would then move a block up a class, and the
+ * bins would drift apart from what is asked. */
 MM__INLINE size_t mm__cache_pop(struct mm_heap_s *h, mmsize_t csize)
 {
-    unsigned bin = mm__class(csize);
-    if (bin + 1u >= MM__CACHE_BINS)
+    struct mm__thread_cache *tc = mm__cache_mine(h);
+    if (tc == NULL)
         return 0;
-    struct mm__cache *k = mm__cache_of(h, false);
-    if (k == NULL)
-        return 0;
+    struct mm__cache *k = &tc->heaps[0];
+    unsigned bin = tc->bin_of[csize >> MM__ALIGN_LOG2];
     size_t off = mm__cache_take(h, k, bin, csize);
     return off != 0 ? off : mm__cache_take(h, k, bin + 1u, csize);
 }

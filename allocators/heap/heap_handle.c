@@ -51,8 +51,7 @@ static void mm__handle_release(struct mm_heap_s *h)
 {
     h->gen++;
     h->cache_cap = 0;
-    h->r0_start = 0;
-    h->r0_end = 0;
+    mm__handle_set_r0(h, 0, 0);
     h->base = NULL;
     h->limit = 0;
     mm_port_release(&h->in_use);
@@ -162,8 +161,7 @@ struct mm_heap_s *mm_initialize(const char *name, void *heapstart, size_t heapsi
     }
     /* Cannot fail: the size was checked above. */
     (void)mm__region_add(h, (uintptr_t)heapstart + sizeof(*hd), heapsize - sizeof(*hd));
-    h->r0_start = hd->region[0].start;
-    h->r0_end = hd->region[0].end;
+    mm__handle_set_r0(h, hd->region[0].start, hd->region[0].end);
     /* The magic goes in last: until then mm_attach refuses the memory. */
     mm_port_store32(&hd->magic, MM__MAGIC);
     return h;
@@ -197,10 +195,8 @@ struct mm_heap_s *mm_attach(void *heapstart, size_t heapsize)
             mm__handle_release(h);
             return NULL;
         }
-        if (i == 0) {
-            h->r0_start = s;
-            h->r0_end = e;
-        }
+        if (i == 0)
+            mm__handle_set_r0(h, s, e);
     }
     return h;
 }

@@ -159,8 +159,13 @@ struct mm_heap_s {
     uint32_t in_use;
     uint32_t gen;     /* changes whenever the handle is taken or released */
     size_t cache_cap; /* bytes each thread may keep cached; 0: no cache */
-    size_t r0_start;  /* region 0's bounds, validated when the handle was made */
+#if MM_CONFIG_MULTIPROCESS
+    /* Region 0's bounds, validated when the handle was made, for the
+     * per-thread cache (heap_cache.h). */
+    size_t r0_start;
     size_t r0_end;
+    size_t r0_units; /* (r0_end - r0_start) / MM__ALIGN, for mm__in_r0 */
+#endif
     enum mm_error last_error;
 };
 
@@ -198,6 +203,18 @@ static inline uint8_t *mm__base(const struct mm_heap_s *h)
     return h->base;
 #else
     return (uint8_t *)(uintptr_t)h;
+#endif
+}
+
+/* Record region 0's bounds in the handle (validated by the caller). */
+static inline void mm__handle_set_r0(struct mm_heap_s *h, size_t start, size_t end)
+{
+#if MM_CONFIG_MULTIPROCESS
+    h->r0_start = start;
+    h->r0_end = end;
+    h->r0_units = (end - start) >> MM__ALIGN_LOG2;
+#else
+    (void)h, (void)start, (void)end;
 #endif
 }
 
@@ -558,9 +575,19 @@ _Static_assert(!MM_CONFIG_SMALL && MM__ALIGN >= 4u, "the cached bit needs 4-byte
 
 /* Chunks of the first MM__CACHE_FL first-level classes (below 8 KiB in the
  * large model) are cached, at most MM__CACHE_DEPTH per class. */
-#define MM__CACHE_FL    6u
-#define MM__CACHE_BINS  (MM__CACHE_FL * MM__SL_COUNT)
+#define MM__CACHE_FL   6u
+#define MM__CACHE_BINS (MM__CACHE_FL * MM__SL_COUNT)
+#define MM__CACHE_LIMIT                                                                            \
+    ((mmsize_t)1u << (MM__FL_SHIFT + MM__CACHE_FL - 1u)) /* first size not cached */
+/* The first chunk size of the last cached class: mm__cache_pop takes
+ * smaller ones only, since it may look at the class above. */
+#define MM__CACHE_POP_LIMIT (MM__CACHE_LIMIT - (MM__CACHE_LIMIT >> (MM__SL_LOG2 + 1u)))
+_Static_assert(MM__CACHE_FL >= 2u, "MM__CACHE_POP_LIMIT assumes a split first level on top");
 #define MM__CACHE_DEPTH 32u
+
+/* The locked halves of malloc and free, out of line: the cached paths
+ * then make no call, and save and restore no registers. */
+#define MM__SLOW_PATH __attribute__((noinline))
 
 /* Give the calling thread's cached blocks of h back to the heap; returns
  * how many bytes came back. */
@@ -568,6 +595,7 @@ size_t mm__cache_flush_mine(struct mm_heap_s *h);
 /* Forget the calling thread's cache of h without touching the heap. */
 void mm__cache_drop_mine(struct mm_heap_s *h);
 #else
+#define MM__SLOW_PATH
 static inline size_t mm__cache_flush_mine(struct mm_heap_s *h)
 {
     (void)h;
