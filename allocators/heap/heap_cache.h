@@ -86,14 +86,25 @@ MM__INLINE bool mm__in_r0(const struct mm_heap_s *h, size_t off)
 MM__INLINE bool mm__cache_push(struct mm_heap_s *h, void *mem)
 {
     size_t off = (size_t)((uintptr_t)mem - (uintptr_t)mm__base(h)) - MM__USER_OFFSET;
+    size_t from_start = off - h->r0_start;
     if (MM_UNLIKELY(!mm__in_r0(h, off)))
         return false;
+    /* The same checks as mm_free makes of a pointer, all on shared memory
+     * first (while the thread cache is not yet loaded, which leaves the
+     * compiler registers enough not to save any):
+     * - allocated and not cached (else the locked path reports it);
+     * - of a cached class (the one compare also refuses sizes below a
+     *   chunk);
+     * - the previous chunk plausible: prev_size 0 only at the region's
+     *   start, else within the region;
+     * - a size that stays in the region, the next chunk agreeing. */
     struct mm__chunk *c = mm__chunk(h, off);
     mmsize_t raw = c->size, size = (mmsize_t)(raw & MM__SIZE_MASK);
-    /* Allocated and not cached (else the locked path reports it), of a
-     * cached class; the one compare also refuses sizes below a chunk. */
+    mmsize_t prev = c->prev_size;
     if ((raw & (MM__ALLOC_BIT | MM__CACHED_BIT)) != MM__ALLOC_BIT ||
-        (mmsize_t)(size - MM__MINCHUNK) >= MM__CACHE_LIMIT - MM__MINCHUNK)
+        (mmsize_t)(size - MM__MINCHUNK) >= MM__CACHE_LIMIT - MM__MINCHUNK ||
+        MM_UNLIKELY((size_t)(mmsize_t)(prev - 1u) >= from_start && (prev | from_start) != 0) ||
+        MM_UNLIKELY(size > h->r0_end - off || mm__chunk(h, off + size)->prev_size != size))
         return false;
     struct mm__thread_cache *tc = mm__cache_mine(h);
     if (tc == NULL)
@@ -101,14 +112,6 @@ MM__INLINE bool mm__cache_push(struct mm_heap_s *h, void *mem)
     struct mm__cache *k = &tc->heaps[0];
     unsigned bin = tc->bin_of[size >> MM__ALIGN_LOG2];
     if (k->n[bin] >= MM__CACHE_DEPTH || k->bytes + size > h->cache_cap)
-        return false;
-    /* The same checks as mm_free makes of a pointer: a size that stays in
-     * the region, the next chunk agreeing, the previous one plausible
-     * (prev_size 0 only at the region's start, else within the region). */
-    size_t from_start = off - h->r0_start;
-    mmsize_t prev = c->prev_size;
-    if (MM_UNLIKELY(size > h->r0_end - off || mm__chunk(h, off + size)->prev_size != size ||
-                    ((size_t)(mmsize_t)(prev - 1u) >= from_start && (prev | from_start) != 0)))
         return false;
     c->next = k->head[bin];
     c->prev = (mmsize_t)k->owner;
@@ -152,7 +155,9 @@ overwritten: /* someone wrote over a cached block: forget this bin */
 
 /* Take a cached block of at least csize bytes (below the last cached
  * class): its offset, or 0.  The head of csize's own class may be too
- * small; any block of the next class fits.  Rounding every request up to
+ * small; then any block of the next class fits.  Choosing the bin first
+ * (a look at the head's size, usually in the cache) keeps one copy of
+ * mm__cache_take, which validates what it takes.  Rounding every request up to
  * the next class instead (as TLSF does) would look at one bin only, but
  * each trip through the cache would then move a block up a class, and the
  * bins would drift apart from what is asked. */
@@ -163,8 +168,10 @@ MM__INLINE size_t mm__cache_pop(struct mm_heap_s *h, mmsize_t csize)
         return 0;
     struct mm__cache *k = &tc->heaps[0];
     unsigned bin = tc->bin_of[csize >> MM__ALIGN_LOG2];
-    size_t off = mm__cache_take(h, k, bin, csize);
-    return off != 0 ? off : mm__cache_take(h, k, bin + 1u, csize);
+    size_t head = k->head[bin];
+    if (head == 0 || !mm__in_r0(h, head) || mm__size_of(mm__chunk(h, head)) < csize)
+        bin++;
+    return mm__cache_take(h, k, bin, csize);
 }
 
 #endif /* MM_CONFIG_CACHE */
