@@ -1006,24 +1006,49 @@ static void emit_floors(const struct bench_cfg *cfg)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: bench_mm [--quick] [--rounds N] [--seed N] [--no-pin]\n"
+            "usage: bench_mm [--quick] [--rounds N] [--seed N] [--no-pin] [--only NAME]\n"
             "  Prints one JSON document on stdout: the mm heap against glibc malloc.\n"
-            "  --quick     smoke run, a few seconds\n"
-            "  --rounds N  rounds per measurement (1..%u; default 7, quick 3)\n"
-            "  --seed N    random seed (default 1)\n"
-            "  --no-pin    do not pin the process to one CPU\n",
+            "  --quick      smoke run, a few seconds\n"
+            "  --rounds N   rounds per measurement (1..%u; default 7, quick 3)\n"
+            "  --seed N     random seed (default 1)\n"
+            "  --no-pin     do not pin the process to one CPU\n"
+            "  --only NAME  run one workload (random_pair, fixed_64, fixed_1536,\n"
+            "               latency, utilization, overhead_16) and leave out the\n"
+            "               floors, which need them all: many short runs of one\n"
+            "               workload give a median on a noisy host\n",
             BENCH_MAX_ROUNDS);
+}
+
+static const char *const g_workloads[] = {"random_pair", "fixed_64",    "fixed_1536",
+                                          "latency",     "utilization", "overhead_16"};
+
+/* Whether the workload called name runs: all of them, or the one --only
+ * named. */
+static bool wanted(const char *only, const char *name)
+{
+    return only == NULL || strcmp(only, name) == 0;
+}
+
+static bool known_workload(const char *name)
+{
+    for (size_t i = 0; i < sizeof g_workloads / sizeof g_workloads[0]; i++)
+        if (strcmp(g_workloads[i], name) == 0)
+            return true;
+    return false;
 }
 
 int main(int argc, char **argv)
 {
     struct bench_cfg cfg = {.pin = true, .seed = 1};
     struct bu_opts opts = {false, 0};
+    const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         enum bu_opt_result r = bu_opt(argc, argv, &i, BENCH_MAX_ROUNDS, &opts);
         if (r == BU_OPT_OTHER) {
             if (strcmp(argv[i], "--no-pin") == 0)
                 cfg.pin = false;
+            else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc && known_workload(argv[i + 1]))
+                only = argv[++i];
             else if (strcmp(argv[i], "--seed") != 0 || !bu_parse_u64(argv[++i], &cfg.seed))
                 r = BU_OPT_BAD;
         }
@@ -1088,14 +1113,23 @@ int main(int argc, char **argv)
     js_open(NULL);
     emit_header(&cfg);
     js_open("workloads");
-    workload_churn(&cfg, &pl, "random_pair", cfg.size_min, cfg.size_max, false, &rng);
-    workload_churn(&cfg, &pl, "fixed_64", 64, 64, true, &rng);
-    workload_churn(&cfg, &pl, "fixed_1536", 1536, 1536, true, &rng);
-    workload_latency(&cfg, &pl, &rng);
-    workload_utilization(&cfg, &rng);
-    workload_overhead(&cfg);
+    if (wanted(only, "random_pair"))
+        workload_churn(&cfg, &pl, "random_pair", cfg.size_min, cfg.size_max, false, &rng);
+    if (wanted(only, "fixed_64"))
+        workload_churn(&cfg, &pl, "fixed_64", 64, 64, true, &rng);
+    if (wanted(only, "fixed_1536"))
+        workload_churn(&cfg, &pl, "fixed_1536", 1536, 1536, true, &rng);
+    if (wanted(only, "latency"))
+        workload_latency(&cfg, &pl, &rng);
+    if (wanted(only, "utilization"))
+        workload_utilization(&cfg, &rng);
+    if (wanted(only, "overhead_16"))
+        workload_overhead(&cfg);
     js_close();
-    emit_floors(&cfg);
+    if (only == NULL)
+        emit_floors(&cfg);
+    else
+        js_str("only", only);
     js_num("run_seconds", (double)(bu_now_ns() - t0) / 1e9, 2);
     js_close(); /* ends the document with a newline */
 
