@@ -322,6 +322,80 @@ static void test_reclaim_dead_owner(void)
     ch_close(&t);
 }
 
+/* A request whose own class holds only a smaller block takes a block of
+ * the next class, or a new one: never the block that is too small.
+ * Chunks of 1504 and 1512 bytes share a class (1504..1535, with 32 classes
+ * per power of two); 1544 is in the next one. */
+static void test_pop_never_hands_out_a_smaller_block(void)
+{
+    struct ch t;
+    ch_open(&t);
+    void *small = mm_malloc(t.h, 1496); /* chunk 1504 */
+    void *next = mm_malloc(t.h, 1536);  /* chunk 1544 */
+    CU_ASSERT_FATAL(small != NULL && next != NULL);
+    mm_free(t.h, small);
+    void *q = mm_malloc(t.h, 1504); /* chunk 1512: the class's head is too small */
+    CU_ASSERT_PTR_NOT_NULL_FATAL(q);
+    CU_ASSERT_PTR_NOT_EQUAL(q, small);
+    CU_ASSERT(mm_malloc_size(t.h, q) >= 1504);
+    mm_free(t.h, next);
+    void *r = mm_malloc(t.h, 1504); /* now from the next class */
+    CU_ASSERT_PTR_EQUAL(r, next);
+    void *s = mm_malloc(t.h, 1496); /* the head of its own class fits */
+    CU_ASSERT_PTR_EQUAL(s, small);
+    mm_free(t.h, q);
+    mm_free(t.h, r);
+    mm_free(t.h, s);
+    ch_close(&t);
+}
+
+/* The bins are process-local, the blocks they name are not.  A cached
+ * block whose header someone else changed, or whose link into the rest of
+ * its bin was overwritten, is never handed out; the blocks behind it stay
+ * marked with this process's owner id, so mm_reclaim_owner gets them back. */
+static void test_overwritten_cached_blocks(void)
+{
+    struct ch t;
+    ch_open(&t);
+    uint32_t owner = mm_owner_id();
+
+    /* A header whose cached bit was cleared: the bin is forgotten. */
+    void *a = mm_malloc(t.h, 200), *b = mm_malloc(t.h, 200), *c = mm_malloc(t.h, 200);
+    CU_ASSERT_FATAL(a != NULL && b != NULL && c != NULL);
+    mm_free(t.h, a);
+    mm_free(t.h, b);
+    mm_free(t.h, c); /* the bin: c, b, a */
+    uint32_t *c_size = (uint32_t *)(void *)(t.view + ((uint8_t *)c - t.mem) - 4);
+    *c_size &= ~2u; /* the size word ends the header; 2 is the cached bit */
+    void *x = mm_malloc(t.h, 200);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(x);
+    CU_ASSERT(x != a && x != b && x != c);
+    mm_free(t.h, c); /* it reads as allocated now, so it is freed like one */
+    mm_cache_flush(t.h);
+    CU_ASSERT_EQUAL(mm_reclaim_owner(t.h, owner), 2); /* a and b */
+
+    /* A link overwritten with an offset past the heap's end: malloc takes
+     * the head, then never follows the link. */
+    void *p1 = mm_malloc(t.h, 200), *p2 = mm_malloc(t.h, 200);
+    CU_ASSERT_FATAL(p1 != NULL && p2 != NULL);
+    mm_free(t.h, p1);
+    mm_free(t.h, p2); /* the bin: p2, p1 */
+    uint32_t *p2_link = (uint32_t *)(void *)(t.view + ((uint8_t *)p2 - t.mem));
+    *p2_link = (uint32_t)(8 * HEAP_SIZE);
+    void *y = mm_malloc(t.h, 200);
+    CU_ASSERT_PTR_EQUAL(y, p2);
+    void *z = mm_malloc(t.h, 200);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(z);
+    CU_ASSERT(z != p1 && mm_heapmember(t.h, z) && mm_malloc_size(t.h, z) >= 200);
+    mm_cache_flush(t.h);                              /* stops at the bad link */
+    CU_ASSERT_EQUAL(mm_reclaim_owner(t.h, owner), 1); /* p1 */
+
+    mm_free(t.h, x);
+    mm_free(t.h, y);
+    mm_free(t.h, z);
+    ch_close(&t);
+}
+
 /* mm_set_owner_id changes what cached blocks are recorded under. */
 static void test_owner_id(void)
 {
@@ -410,6 +484,8 @@ int main(void)
         TU_TEST(test_thread_exit_flushes),
         TU_TEST(test_fork_does_not_share_cache),
         TU_TEST(test_reclaim_dead_owner),
+        TU_TEST(test_pop_never_hands_out_a_smaller_block),
+        TU_TEST(test_overwritten_cached_blocks),
         TU_TEST(test_owner_id),
         TU_TEST(test_dump_names_cache_owners),
         TU_END,
