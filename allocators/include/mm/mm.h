@@ -264,7 +264,7 @@ size_t mm_memdump(struct mm_heap_s *heap, const struct mm_dump_filter *filter, m
 
 /*
  * mm_free keeps blocks below 8 KiB in a small cache of the calling thread
- * (at most 8 per size class and 1/32 of the heap, 4 MiB at most), and
+ * (at most 32 per size class and 1/32 of the heap, 4 MiB at most), and
  * mm_malloc takes from it first, so that most pairs need neither the lock
  * nor the free lists.  Cached blocks count as allocated to everyone else
  * (mm_mallinfo, other threads' mm_memdump) until they go back to the heap:
