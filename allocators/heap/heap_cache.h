@@ -91,7 +91,7 @@ MM__INLINE bool mm__cache_push(struct mm_heap_s *h, void *mem)
         return false;
     /* The same checks as mm_free makes of a pointer, all on shared memory
      * first (while the thread cache is not yet loaded, which leaves the
-     * compiler registers enough not to save any):
+     * compiler registers enough to save only two):
      * - allocated and not cached (else the locked path reports it);
      * - of a cached class (the one compare also refuses sizes below a
      *   chunk);

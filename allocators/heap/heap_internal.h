@@ -577,8 +577,8 @@ _Static_assert(!MM_CONFIG_SMALL && MM__ALIGN >= 4u, "the cached bit needs 4-byte
  * large model) are cached, at most MM__CACHE_DEPTH per class. */
 #define MM__CACHE_FL   6u
 #define MM__CACHE_BINS (MM__CACHE_FL * MM__SL_COUNT)
-#define MM__CACHE_LIMIT                                                                            \
-    ((mmsize_t)1u << (MM__FL_SHIFT + MM__CACHE_FL - 1u)) /* first size not cached */
+/* The first chunk size not cached. */
+#define MM__CACHE_LIMIT ((mmsize_t)1u << (MM__FL_SHIFT + MM__CACHE_FL - 1u))
 /* The first chunk size of the last cached class: mm__cache_pop takes
  * smaller ones only, since it may look at the class above. */
 #define MM__CACHE_POP_LIMIT (MM__CACHE_LIMIT - (MM__CACHE_LIMIT >> (MM__SL_LOG2 + 1u)))
@@ -586,7 +586,7 @@ _Static_assert(MM__CACHE_FL >= 2u, "MM__CACHE_POP_LIMIT assumes a split first le
 #define MM__CACHE_DEPTH 32u
 
 /* The locked halves of malloc and free, out of line: the cached paths
- * then make no call, and save and restore no registers. */
+ * then make no call, and save few registers. */
 #define MM__SLOW_PATH __attribute__((noinline))
 
 /* Give the calling thread's cached blocks of h back to the heap; returns
