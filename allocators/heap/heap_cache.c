@@ -110,7 +110,7 @@ struct mm__cache *mm__cache_bind(struct mm_heap_s *h, bool create)
     }
     struct mm__cache *k = &tc->heaps[found];
     uint32_t epoch = mm__cache_epoch();
-    if (k->epoch != epoch || k->owner == 0) {
+    if (k->epoch != epoch || k->owner == 0) { /* owner 0: a new entry */
         k->owner = mm__owner();
         k->epoch = epoch;
     }

@@ -123,17 +123,31 @@ MM__INLINE bool mm__cache_push(struct mm_heap_s *h, void *mem)
     return true;
 }
 
-/* Take the head of one bin if it holds csize bytes: its offset, or 0. */
-MM__INLINE size_t mm__cache_take(struct mm_heap_s *h, struct mm__cache *k, unsigned bin,
-                                 mmsize_t csize)
+/* Take a cached block of at least csize bytes (below the last cached
+ * class): its offset, or 0.  The head of csize's own class may be too
+ * small; then any block of the next class fits.  Rounding every request up
+ * to the next class instead (as TLSF does) would look at one bin only, but
+ * each trip through the cache would then move a block up a class, and the
+ * bins would drift apart from what is asked. */
+MM__INLINE size_t mm__cache_pop(struct mm_heap_s *h, mmsize_t csize)
 {
-    size_t off = k->head[bin]; /* 0 exactly when the bin is empty */
-    if (off == 0)
+    struct mm__thread_cache *tc = mm__cache_mine(h);
+    if (tc == NULL)
         return 0;
-    /* The bin is process-local, the block is not: check what the user will
-     * write stays in region 0, where every cached block comes from. */
-    if (MM_UNLIKELY(!mm__in_r0(h, off)))
-        goto overwritten;
+    struct mm__cache *k = &tc->heaps[0];
+    unsigned bin = tc->bin_of[csize >> MM__ALIGN_LOG2];
+    /* The bins are process-local, the blocks are not: a head is read only
+     * inside region 0, where every cached block comes from.  0: empty. */
+    size_t off = k->head[bin];
+    if (off == 0 || !mm__in_r0(h, off) || mm__size_of(mm__chunk(h, off)) < csize) {
+        off = k->head[++bin];
+        if (off == 0)
+            return 0;
+        if (MM_UNLIKELY(!mm__in_r0(h, off)))
+            goto overwritten;
+    }
+    /* Check that the header still says what the push wrote, and that what
+     * the user will write stays in region 0. */
     struct mm__chunk *c = mm__chunk(h, off);
     mmsize_t raw = c->size, size = (mmsize_t)(raw & MM__SIZE_MASK);
     if (MM_UNLIKELY((raw & (MM__ALLOC_BIT | MM__CACHED_BIT)) != (MM__ALLOC_BIT | MM__CACHED_BIT) ||
@@ -151,27 +165,6 @@ overwritten: /* someone wrote over a cached block: forget this bin */
     k->n[bin] = 0;
     k->head[bin] = 0;
     return 0;
-}
-
-/* Take a cached block of at least csize bytes (below the last cached
- * class): its offset, or 0.  The head of csize's own class may be too
- * small; then any block of the next class fits.  Choosing the bin first
- * (a look at the head's size, usually in the cache) keeps one copy of
- * mm__cache_take, which validates what it takes.  Rounding every request up to
- * the next class instead (as TLSF does) would look at one bin only, but
- * each trip through the cache would then move a block up a class, and the
- * bins would drift apart from what is asked. */
-MM__INLINE size_t mm__cache_pop(struct mm_heap_s *h, mmsize_t csize)
-{
-    struct mm__thread_cache *tc = mm__cache_mine(h);
-    if (tc == NULL)
-        return 0;
-    struct mm__cache *k = &tc->heaps[0];
-    unsigned bin = tc->bin_of[csize >> MM__ALIGN_LOG2];
-    size_t head = k->head[bin];
-    if (head == 0 || !mm__in_r0(h, head) || mm__size_of(mm__chunk(h, head)) < csize)
-        bin++;
-    return mm__cache_take(h, k, bin, csize);
 }
 
 #endif /* MM_CONFIG_CACHE */

@@ -13,6 +13,7 @@
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -45,6 +46,13 @@ static void ch_open(struct ch *t)
     CU_ASSERT_FATAL(t->h != NULL && t->hv != NULL);
     t->mi0 = mm_mallinfo(t->hv);
     CU_ASSERT_EQUAL(t->mi0.ordblks, 1);
+}
+
+/* The 32-bit word at byte at from block p, as another process sees it:
+ * through the second mapping. */
+static uint32_t *ch_shared_word(struct ch *t, void *p, ptrdiff_t at)
+{
+    return (uint32_t *)(void *)(t->view + ((uint8_t *)p - t->mem) + at);
 }
 
 /* What the heap looks like without flushing this thread's cache of t->h. */
@@ -364,9 +372,8 @@ static void test_overwritten_cached_blocks(void)
     CU_ASSERT_FATAL(a != NULL && b != NULL && c != NULL);
     mm_free(t.h, a);
     mm_free(t.h, b);
-    mm_free(t.h, c); /* the bin: c, b, a */
-    uint32_t *c_size = (uint32_t *)(void *)(t.view + ((uint8_t *)c - t.mem) - 4);
-    *c_size &= ~2u; /* the size word ends the header; 2 is the cached bit */
+    mm_free(t.h, c);                   /* the bin: c, b, a */
+    *ch_shared_word(&t, c, -4) &= ~2u; /* the size word ends the header; 2: cached */
     void *x = mm_malloc(t.h, 200);
     CU_ASSERT_PTR_NOT_NULL_FATAL(x);
     CU_ASSERT(x != a && x != b && x != c);
@@ -379,9 +386,8 @@ static void test_overwritten_cached_blocks(void)
     void *p1 = mm_malloc(t.h, 200), *p2 = mm_malloc(t.h, 200);
     CU_ASSERT_FATAL(p1 != NULL && p2 != NULL);
     mm_free(t.h, p1);
-    mm_free(t.h, p2); /* the bin: p2, p1 */
-    uint32_t *p2_link = (uint32_t *)(void *)(t.view + ((uint8_t *)p2 - t.mem));
-    *p2_link = (uint32_t)(8 * HEAP_SIZE);
+    mm_free(t.h, p2);                                       /* the bin: p2, p1 */
+    *ch_shared_word(&t, p2, 0) = (uint32_t)(8 * HEAP_SIZE); /* the link */
     void *y = mm_malloc(t.h, 200);
     CU_ASSERT_PTR_EQUAL(y, p2);
     void *z = mm_malloc(t.h, 200);
