@@ -284,9 +284,28 @@ int iob_pool_reclaim(struct iob_pool_s *h, uint32_t owner)
 
 /* ---- Checking ------------------------------------------------------------------------- */
 
-/* Walk the chain headed by b, marking it: its length, and whether it runs
- * into a buffer another walk already reached. */
-static uint32_t iob__walk_chain(struct iob_pool_s *h, uint32_t b, uint32_t epoch, uint32_t *dups)
+/* Whether a chain headed by a buffer in state head may end in a link to
+ * nx, a buffer that is not LINKED: no link, or the buffer that a holder
+ * killed inside a link or an unlink left OWNED by the same owner
+ * (iob_chain.c).  A link out of range, to a free buffer or to another
+ * holder's buffer is stale: once that buffer is allocated into a chain, the
+ * stale chain's walks, frees and reclaims would take it from there. */
+static bool iob__chain_end_ok(const struct iob_pool_s *h, iob__st_t head, uint32_t nx)
+{
+    if (nx == IOB__NIL)
+        return true;
+    if (nx >= h->count)
+        return false;
+    iob__st_t st = iob__st_load(&h->desc[nx].s);
+    return iob__st_kind(head) == IOB__OWNED && iob__st_kind(st) == IOB__OWNED &&
+           iob__st_owner(st) == iob__st_owner(head);
+}
+
+/* Walk the chain headed by b (in state head), marking it: its length,
+ * whether it runs into a buffer another walk already reached, and whether
+ * it ends in a stale link. */
+static uint32_t iob__walk_chain(struct iob_pool_s *h, uint32_t b, iob__st_t head, uint32_t epoch,
+                                uint32_t *dups, uint32_t *stale)
 {
     uint32_t n = 0;
     for (uint32_t x = b; n < h->count;) {
@@ -294,8 +313,11 @@ static uint32_t iob__walk_chain(struct iob_pool_s *h, uint32_t b, uint32_t epoch
         n++;
         uint32_t nx = h->desc[x].next;
         if (nx == IOB__NIL || nx >= h->count ||
-            iob__st_kind(iob__st_load(&h->desc[nx].s)) != IOB__LINKED)
+            iob__st_kind(iob__st_load(&h->desc[nx].s)) != IOB__LINKED) {
+            if (!iob__chain_end_ok(h, head, nx))
+                (*stale)++;
             break;
+        }
         if (h->desc[nx].s.mark == epoch) {
             (*dups)++;
             break;
@@ -364,12 +386,12 @@ int iob_pool_check(struct iob_pool_s *h, struct iob_census_s *census)
             cs.freeing++;
             break;
         case IOB__OWNED:
-            cs.owned += iob__walk_chain(h, i, epoch, &cs.duplicates);
+            cs.owned += iob__walk_chain(h, i, st, epoch, &cs.duplicates, &cs.problems);
             break;
         case IOB__QUEUED:
             if (!iob__queued_ok(h, i, st))
                 cs.problems++;
-            cs.queued += iob__walk_chain(h, i, epoch, &cs.duplicates);
+            cs.queued += iob__walk_chain(h, i, st, epoch, &cs.duplicates, &cs.problems);
             break;
         case IOB__LINKED:
             break;

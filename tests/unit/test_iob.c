@@ -1128,6 +1128,35 @@ static void t_corrupt_free_list(void)
     pool_down();
 }
 
+/* A chain that ends in a link to a free buffer, or out of range, is
+ * reported: once that buffer is allocated into another chain, the stale
+ * chain's walks, frees and reclaims would reach it.  No holder killed at any
+ * point leaves one; the link such a holder leaves, to a buffer it holds
+ * itself, is sound. */
+static void t_stale_link(void)
+{
+    pool_up(BUFSIZE, COUNT, THROTTLE);
+    struct iob__header *hd = (struct iob__header *)(void *)g_pool.mem;
+    const struct iob__desc *base = (const struct iob__desc *)(void *)(g_pool.mem + hd->desc_off);
+    struct iob_s *a = iob_tryalloc(H, false), *b = iob_tryalloc(H, false);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+    struct iob__desc *da = (struct iob__desc *)(void *)a;
+    uint32_t bi = (uint32_t)((const struct iob__desc *)(void *)b - base);
+    struct iob_census_s cs;
+    da->next = bi; /* b held by the same owner: what iob__link leaves */
+    CU_ASSERT_EQUAL(iob_pool_check(H, &cs), 0);
+    CU_ASSERT_PTR_NULL(iob_free(H, b));
+    CU_ASSERT(iob_pool_check(H, &cs) > 0); /* now b is free */
+    da->next = COUNT + 7u;
+    CU_ASSERT(iob_pool_check(H, &cs) > 0);
+    da->next = IOB__NIL;
+    CU_ASSERT_EQUAL(iob_pool_check(H, &cs), 0);
+    iob_free_chain(H, a);
+    ASSERT_ALL_FREE();
+    pool_down();
+}
+
 /* Links and lengths are checked where processes share the pool
  * (IOB__VALIDATE); a microcontroller trusts its own memory. */
 #if IOB__VALIDATE
@@ -1382,6 +1411,7 @@ int main(void)
 #endif
         TU_TEST(t_walk),
         TU_TEST(t_corrupt_free_list),
+        TU_TEST(t_stale_link),
 #if IOB__VALIDATE
         TU_TEST(t_corrupt_chain),
 #endif
