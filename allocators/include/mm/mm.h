@@ -146,7 +146,8 @@ void mm_addregion(struct mm_heap_s *heap, void *start, size_t size);
  * Allocate size bytes aligned to MM_ALIGN.  size 0 gives a unique, freeable
  * minimum-size block.  NULL when no chunk is large enough (MM_ERR_NOMEM), the
  * size is beyond the model (MM_ERR_INVAL) or the heap is broken.
- * Bounded time: two bitmap searches, no list scan.  Takes the lock.
+ * Bounded time: two bitmap searches, no list scan.  Takes the lock, unless
+ * the calling thread's cache (below) has a block for it.
  */
 void *mm_malloc(struct mm_heap_s *heap, size_t size);
 
@@ -176,7 +177,8 @@ void *mm_memalign(struct mm_heap_s *heap, size_t alignment, size_t size);
  * Free mem.  NULL does nothing.  A pointer that is not a live allocation of
  * this heap (foreign, interior, already freed) is not freed: it is counted
  * (double_frees or foreign_frees in mm_heap_stats), reported to the misuse
- * callback, and the heap stays consistent.  Bounded time.  Takes the lock.
+ * callback, and the heap stays consistent.  Bounded time.  Takes the lock,
+ * unless the calling thread's cache (below) takes the block.
  */
 void mm_free(struct mm_heap_s *heap, void *mem);
 
@@ -199,7 +201,8 @@ void *mm_memalign_at(struct mm_heap_s *heap, size_t alignment, size_t size, cons
 /* Walks every chunk under the lock.  All zero for a broken heap. */
 struct mm_mallinfo_s mm_mallinfo(struct mm_heap_s *heap);
 
-/* The shared counters, read without the lock. */
+/* The shared counters, read without the lock (after the calling thread's
+ * cached blocks went back, which takes it). */
 struct mm_heap_stats mm_heap_stats(struct mm_heap_s *heap);
 
 /*
