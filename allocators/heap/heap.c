@@ -44,16 +44,16 @@ size_t mm__user_chunk(const struct mm_heap_s *h, const void *mem, int *why)
     mmsize_t size = mm__size_of(c);
     if (size < MM__MINCHUNK || size > end - off)
         return 0;
-    if (mm__chunk(h, off + size)->prev_size != size)
+    if (mm__word(&mm__chunk(h, off + size)->prev_size) != size)
         return 0;
-    if (!mm__is_alloc(c) || (c->size & MM__CACHED_BIT) != 0) {
+    if (!mm__is_alloc(c) || (mm__word(&c->size) & MM__CACHED_BIT) != 0) {
         /* A chunk header with a plausible size whose allocated bit is
          * clear: this block was freed (maybe merged into a neighbour), or
          * it sits in a thread's cache. */
         *why = MM__PTR_FREED;
         return 0;
     }
-    mmsize_t prev = c->prev_size;
+    mmsize_t prev = mm__word(&c->prev_size);
     if (prev == 0 ? off != start
                   : (prev > off - start || (prev & (MM__ALIGN - 1u)) != 0 ||
                      mm__size_of(mm__chunk(h, off - prev)) != prev))
@@ -122,7 +122,8 @@ size_t mm__alloc_chunk(struct mm_heap_s *h, mmsize_t csize, bool *retry)
         return 0;
     }
     struct mm__chunk *next = mm__chunk(h, off + size);
-    if (MM_UNLIKELY((MM__VALIDATE && next->prev_size != size) || !mm__list_remove(h, off, size))) {
+    if (MM_UNLIKELY((MM__VALIDATE && mm__word(&next->prev_size) != size) ||
+                    !mm__list_remove(h, off, size))) {
         *retry = true;
         return 0;
     }
@@ -131,22 +132,22 @@ size_t mm__alloc_chunk(struct mm_heap_s *h, mmsize_t csize, bool *retry)
 #if defined(__OPTIMIZE_SIZE__)
     /* Microcontrollers: the split is mm__shrink_chunk's, in fewer bytes of
      * flash than a copy of it here (and a little more time). */
-    c->size = (mmsize_t)(size | MM__ALLOC_BIT);
+    mm__set_word(&c->size, (mmsize_t)(size | MM__ALLOC_BIT));
     mm__shrink_chunk(h, off, size, csize);
 #else
     mmsize_t rest = (mmsize_t)(size - csize);
     if (rest >= MM__MINCHUNK) {
         size_t roff = off + csize;
         struct mm__chunk *r = mm__chunk(h, roff);
-        r->prev_size = csize;
-        r->size = rest;
-        next->prev_size = rest;
+        mm__set_word(&r->prev_size, csize);
+        mm__set_word(&r->size, rest);
+        mm__set_word(&next->prev_size, rest);
         MM__CRASH_POINT(2);
-        c->size = (mmsize_t)(csize | MM__ALLOC_BIT); /* publishes the split */
+        mm__set_word(&c->size, (mmsize_t)(csize | MM__ALLOC_BIT)); /* publishes the split */
         MM__CRASH_POINT(3);
         mm__list_insert(h, roff, rest);
     } else {
-        c->size = (mmsize_t)(size | MM__ALLOC_BIT);
+        mm__set_word(&c->size, (mmsize_t)(size | MM__ALLOC_BIT));
     }
 #endif
     return off;
@@ -167,7 +168,7 @@ MM__INLINE bool mm__take_neighbour(const struct mm_heap_s *h, size_t off, mmsize
 {
     *nsize = 0;
     if (front) {
-        mmsize_t prev = mm__chunk(h, off)->prev_size;
+        mmsize_t prev = mm__word(&mm__chunk(h, off)->prev_size);
         if (prev == 0)
             return true;
         if (MM__VALIDATE &&
@@ -205,12 +206,12 @@ int mm__free_chunk(struct mm_heap_s *h, size_t off)
     }
     MM__CRASH_POINT(4);
 
-    c->size = size; /* freed; a stale copy of this header now reads as free */
+    mm__set_word(&c->size, size); /* freed; a stale copy of this header now reads as free */
     size_t start = off - psize;
     mmsize_t total = (mmsize_t)(psize + size + nsize);
-    mm__chunk(h, start)->size = total; /* publishes the merge */
+    mm__set_word(&mm__chunk(h, start)->size, total); /* publishes the merge */
     MM__CRASH_POINT(5);
-    mm__chunk(h, start + total)->prev_size = total;
+    mm__set_word(&mm__chunk(h, start + total)->prev_size, total);
     mm__list_insert(h, start, total);
     return MM__DONE;
 }
@@ -231,19 +232,19 @@ void mm__split_free(struct mm_heap_s *h, size_t off, mmsize_t size, mmsize_t at,
     if (front) { /* [neighbour] piece | kept */
         start = nsize != 0 ? noff : off;
         total = (mmsize_t)(nsize + at);
-        r->prev_size = total;
-        r->size = (mmsize_t)(rest | MM__ALLOC_BIT);
-        mm__chunk(h, roff + rest)->prev_size = rest;
+        mm__set_word(&r->prev_size, total);
+        mm__set_word(&r->size, (mmsize_t)(rest | MM__ALLOC_BIT));
+        mm__set_word(&mm__chunk(h, roff + rest)->prev_size, rest);
         MM__CRASH_POINT(9);
-        mm__chunk(h, start)->size = total; /* publishes split and merge */
-    } else {                               /* kept | piece [neighbour] */
+        mm__set_word(&mm__chunk(h, start)->size, total); /* publishes split and merge */
+    } else {                                             /* kept | piece [neighbour] */
         start = roff;
         total = (mmsize_t)(rest + nsize);
-        r->prev_size = at;
-        r->size = total;
-        mm__chunk(h, roff + total)->prev_size = total;
+        mm__set_word(&r->prev_size, at);
+        mm__set_word(&r->size, total);
+        mm__set_word(&mm__chunk(h, roff + total)->prev_size, total);
         MM__CRASH_POINT(6);
-        mm__chunk(h, off)->size = (mmsize_t)(at | MM__ALLOC_BIT); /* publishes */
+        mm__set_word(&mm__chunk(h, off)->size, (mmsize_t)(at | MM__ALLOC_BIT)); /* publishes */
     }
     MM__CRASH_POINT(10);
     if (!repair) {
@@ -262,10 +263,10 @@ void mm__split_free(struct mm_heap_s *h, size_t off, mmsize_t size, mmsize_t at,
     size_t roff = off + at;
     mmsize_t rest = (mmsize_t)(size - at);
     struct mm__chunk *r = mm__chunk(h, roff);
-    r->prev_size = at;
-    r->size = (mmsize_t)(rest | MM__ALLOC_BIT);
-    mm__chunk(h, roff + rest)->prev_size = rest;
-    mm__chunk(h, off)->size = (mmsize_t)(at | MM__ALLOC_BIT);
+    mm__set_word(&r->prev_size, at);
+    mm__set_word(&r->size, (mmsize_t)(rest | MM__ALLOC_BIT));
+    mm__set_word(&mm__chunk(h, roff + rest)->prev_size, rest);
+    mm__set_word(&mm__chunk(h, off)->size, (mmsize_t)(at | MM__ALLOC_BIT));
     (void)mm__free_chunk(h, front ? off : roff);
 }
 #endif
@@ -286,14 +287,14 @@ void mm__misuse_leave(struct mm_heap_s *h, int why, const void *mem)
         hd->stats.double_frees++;
     else
         hd->stats.foreign_frees++;
-    h->last_error = MM_ERR_INVAL;
+    mm__set_error(h, MM_ERR_INVAL);
     mm__leave(h);
     mm__report_misuse(h, what, mem);
 }
 
 bool mm__failed(struct mm_heap_s *h, bool retried)
 {
-    enum mm_error err = h->last_error;
+    enum mm_error err = mm__error(h);
     /* What this thread keeps cached may be what is missing. */
     if (!retried && err == MM_ERR_NOMEM && mm__cache_flush_mine(h) != 0)
         return true;
@@ -303,7 +304,7 @@ bool mm__failed(struct mm_heap_s *h, bool retried)
         mm__hdr(h)->stats.failures++;
         mm__leave(h);
     }
-    h->last_error = err;
+    mm__set_error(h, err);
     return false;
 }
 
@@ -318,11 +319,11 @@ size_t mm__alloc_locked(struct mm_heap_s *h, mmsize_t csize)
             if (off != 0)
                 hd->stats.mallocs++;
             else
-                h->last_error = MM_ERR_NOMEM;
+                mm__set_error(h, MM_ERR_NOMEM);
             return off;
         }
         if (attempt == 1 || !mm__rebuild(h, false)) {
-            h->last_error = MM_ERR_BROKEN;
+            mm__set_error(h, MM_ERR_BROKEN);
             return 0;
         }
         hd->stats.repairs++;
@@ -357,7 +358,7 @@ MM__SLOW_PATH static void *mm__malloc_slow(struct mm_heap_s *h, size_t size, con
     for (bool retried = false;; retried = true) {
         void *p = NULL;
         if (MM_UNLIKELY(csize == 0)) {
-            h->last_error = MM_ERR_INVAL;
+            mm__set_error(h, MM_ERR_INVAL);
         } else if (MM_LIKELY(mm__enter(h) == 0)) {
             size_t off = mm__alloc_locked(h, csize);
             if (off != 0)
@@ -392,7 +393,7 @@ void *mm__calloc_at(struct mm_heap_s *h, size_t n, size_t elem_size, const char 
     if (h == NULL)
         return NULL;
     if (elem_size != 0 && n > (size_t)-1 / elem_size) {
-        h->last_error = MM_ERR_INVAL;
+        mm__set_error(h, MM_ERR_INVAL);
         (void)mm__failed(h, true);
         return NULL;
     }
@@ -431,7 +432,7 @@ MM__SLOW_PATH static void mm__free_slow(struct mm_heap_s *h, void *mem)
         if (mm__rebuild(h, false)) {
             hd->stats.repairs++;
             if (mm__free_chunk(h, off) != MM__DONE)
-                h->last_error = MM_ERR_BROKEN;
+                mm__set_error(h, MM_ERR_BROKEN);
         }
     }
     hd->stats.frees++;

@@ -133,17 +133,17 @@ static bool mm__cached_ok(const struct mm_heap_s *h, size_t off)
     if (off - h->r0_start >= h->r0_end - h->r0_start || (off & (MM__ALIGN - 1u)) != 0)
         return false;
     const struct mm__chunk *c = mm__chunk(h, off);
-    mmsize_t raw = c->size, size = (mmsize_t)(raw & MM__SIZE_MASK);
+    mmsize_t raw = mm__word(&c->size), size = (mmsize_t)(raw & MM__SIZE_MASK);
     return (raw & (MM__ALLOC_BIT | MM__CACHED_BIT)) == (MM__ALLOC_BIT | MM__CACHED_BIT) &&
            size >= MM__MINCHUNK && size <= h->r0_end - off &&
-           mm__chunk(h, off + size)->prev_size == size;
+           mm__word(&mm__chunk(h, off + size)->prev_size) == size;
 }
 
 /* Under the lock: return the cached chunk at off to the free lists. */
 static void mm__uncache_locked(struct mm_heap_s *h, size_t off)
 {
     struct mm__chunk *c = mm__chunk(h, off);
-    c->size = (mmsize_t)(c->size & ~MM__CACHED_BIT);
+    mm__set_word(&c->size, (mmsize_t)(mm__word(&c->size) & ~MM__CACHED_BIT));
     if (mm__free_chunk(h, off) != MM__DONE && mm__rebuild(h, false))
         (void)mm__free_chunk(h, off);
 }
@@ -232,8 +232,11 @@ size_t mm_reclaim_owner(struct mm_heap_s *h, uint32_t owner)
             mmsize_t size = mm__size_of(c);
             if (size < MM__MINCHUNK || size > end - off)
                 break;
-            if ((c->size & (MM__ALLOC_BIT | MM__CACHED_BIT)) == (MM__ALLOC_BIT | MM__CACHED_BIT) &&
-                c->prev == (mmsize_t)owner) {
+            /* Other threads cache and take blocks meanwhile: the owner
+             * word is read after the cached bit that its push published. */
+            mmsize_t raw = mm__word_acquire(&c->size);
+            if ((raw & (MM__ALLOC_BIT | MM__CACHED_BIT)) == (MM__ALLOC_BIT | MM__CACHED_BIT) &&
+                mm__word(&c->prev) == (mmsize_t)owner) {
                 /* Freeing merges it with a free previous chunk, if any:
                  * the walk goes on from the chunk that now holds it. */
                 bool into_prev = prev_off != 0 && !mm__is_alloc(mm__chunk(h, prev_off));

@@ -99,12 +99,13 @@ MM__INLINE bool mm__cache_push(struct mm_heap_s *h, void *mem)
      *   start, else within the region;
      * - a size that stays in the region, the next chunk agreeing. */
     struct mm__chunk *c = mm__chunk(h, off);
-    mmsize_t raw = c->size, size = (mmsize_t)(raw & MM__SIZE_MASK);
-    mmsize_t prev = c->prev_size;
+    mmsize_t raw = mm__word(&c->size), size = (mmsize_t)(raw & MM__SIZE_MASK);
+    mmsize_t prev = mm__word(&c->prev_size);
     if ((raw & (MM__ALLOC_BIT | MM__CACHED_BIT)) != MM__ALLOC_BIT ||
         (mmsize_t)(size - MM__MINCHUNK) >= MM__CACHE_LIMIT - MM__MINCHUNK ||
         MM_UNLIKELY((size_t)(mmsize_t)(prev - 1u) >= from_start && (prev | from_start) != 0) ||
-        MM_UNLIKELY(size > h->r0_end - off || mm__chunk(h, off + size)->prev_size != size))
+        MM_UNLIKELY(size > h->r0_end - off ||
+                    mm__word(&mm__chunk(h, off + size)->prev_size) != size))
         return false;
     struct mm__thread_cache *tc = mm__cache_mine(h);
     if (tc == NULL)
@@ -114,8 +115,10 @@ MM__INLINE bool mm__cache_push(struct mm_heap_s *h, void *mem)
     if (k->n[bin] >= MM__CACHE_DEPTH || k->bytes + size > h->cache_cap)
         return false;
     c->next = k->head[bin];
-    c->prev = (mmsize_t)k->owner;
-    c->size = (mmsize_t)(raw | MM__CACHED_BIT);
+    /* The owner word before the cached bit that makes other threads read
+     * it (mm_reclaim_owner, mm_memdump). */
+    mm__set_word(&c->prev, (mmsize_t)k->owner);
+    mm__set_word_release(&c->size, (mmsize_t)(raw | MM__CACHED_BIT));
     k->head[bin] = (mmsize_t)off;
     k->n[bin]++;
     k->bytes += size;
@@ -149,7 +152,7 @@ MM__INLINE size_t mm__cache_pop(struct mm_heap_s *h, mmsize_t csize)
     /* Check that the header still says what the push wrote, and that what
      * the user will write stays in region 0. */
     struct mm__chunk *c = mm__chunk(h, off);
-    mmsize_t raw = c->size, size = (mmsize_t)(raw & MM__SIZE_MASK);
+    mmsize_t raw = mm__word(&c->size), size = (mmsize_t)(raw & MM__SIZE_MASK);
     if (MM_UNLIKELY((raw & (MM__ALLOC_BIT | MM__CACHED_BIT)) != (MM__ALLOC_BIT | MM__CACHED_BIT) ||
                     size > h->r0_end - off))
         goto overwritten;
@@ -158,7 +161,7 @@ MM__INLINE size_t mm__cache_pop(struct mm_heap_s *h, mmsize_t csize)
     k->head[bin] = --k->n[bin] != 0 ? c->next : 0;
     k->bytes -= size;
     k->mallocs++;
-    c->size = (mmsize_t)(raw & ~MM__CACHED_BIT);
+    mm__set_word(&c->size, (mmsize_t)(raw & ~MM__CACHED_BIT));
     return off;
 
 overwritten: /* someone wrote over a cached block: forget this bin */

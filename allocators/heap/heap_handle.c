@@ -35,12 +35,12 @@ static struct mm_heap_s *mm__handle_claim(uint8_t *base, size_t limit)
 #endif
     for (unsigned i = 0; i < MM_CONFIG_MAX_HEAPS; i++) {
         struct mm_heap_s *h = &g_handles[i];
-        if (h->in_use == 0 && mm_port_claim(&h->in_use)) {
+        if (mm_port_load32(&h->in_use) == 0 && mm_port_claim(&h->in_use)) {
             h->base = base;
             h->limit = limit;
             h->gen++;
             h->cache_cap = mm__cache_cap_for(limit);
-            h->last_error = MM_OK;
+            mm__set_error(h, MM_OK);
             return h;
         }
     }
@@ -110,11 +110,11 @@ static bool mm__region_add(struct mm_heap_s *h, uintptr_t s, size_t size)
         hd->span = end + MM__HDR;
     mmsize_t csize = (mmsize_t)(end - first);
     struct mm__chunk *c = mm__chunk(h, first);
-    c->prev_size = 0;
-    c->size = csize;
+    mm__set_word(&c->prev_size, 0);
+    mm__set_word(&c->size, csize);
     struct mm__chunk *sentinel = mm__chunk(h, end);
-    sentinel->prev_size = csize;
-    sentinel->size = MM__ALLOC_BIT;
+    mm__set_word(&sentinel->prev_size, csize);
+    mm__set_word(&sentinel->size, MM__ALLOC_BIT);
     hd->region[nregions].start = (mmsize_t)first;
     hd->region[nregions].end = (mmsize_t)end;
     mm__list_insert(h, first, csize);
@@ -234,7 +234,7 @@ void mm_addregion(struct mm_heap_s *h, void *start, size_t size)
         return;
     if (mm__enter(h) != 0)
         return;
-    h->last_error = mm__region_add(h, (uintptr_t)start, size) ? MM_OK : MM_ERR_INVAL;
+    mm__set_error(h, mm__region_add(h, (uintptr_t)start, size) ? MM_OK : MM_ERR_INVAL);
     mm__leave(h);
 }
 
@@ -253,7 +253,7 @@ struct mm_heap_stats mm_heap_stats(struct mm_heap_s *h)
 
 enum mm_error mm_last_error(struct mm_heap_s *h)
 {
-    return h != NULL ? h->last_error : MM_ERR_INVAL;
+    return h != NULL ? mm__error(h) : MM_ERR_INVAL;
 }
 
 enum mm_error mm_heap_state(struct mm_heap_s *h)

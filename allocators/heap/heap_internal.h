@@ -169,6 +169,27 @@ struct mm_heap_s {
     enum mm_error last_error;
 };
 
+/* The handle's last error.  Threads that share a handle may fail at the
+ * same time, and each then sees one of their errors: where processes share
+ * the heap (and a host's threads the handle) the accesses are atomic. */
+static inline void mm__set_error(struct mm_heap_s *h, enum mm_error err)
+{
+#if MM_CONFIG_MULTIPROCESS
+    __atomic_store_n(&h->last_error, err, __ATOMIC_RELAXED);
+#else
+    h->last_error = err;
+#endif
+}
+
+static inline enum mm_error mm__error(const struct mm_heap_s *h)
+{
+#if MM_CONFIG_MULTIPROCESS
+    return __atomic_load_n(&h->last_error, __ATOMIC_RELAXED);
+#else
+    return h->last_error;
+#endif
+}
+
 struct mm__header {
 #if !MM_CONFIG_MULTIPROCESS
     /* first: the handle's address is the heap's (mm__base) */
@@ -238,14 +259,59 @@ static inline struct mm__chunk *mm__chunk(const struct mm_heap_s *h, size_t off)
     return (struct mm__chunk *)(void *)(mm__base(h) + off);
 }
 
+/* A chunk's size words, and a cached block's owner word, are read and
+ * written by threads that do not hold the lock (the thread cache,
+ * heap_cache.h) while lock holders read and write the same words of the
+ * chunks next to theirs.  Where processes share the heap every access to
+ * them is therefore atomic: relaxed, a plain load or store on the host's
+ * CPUs, which keeps the concurrent accesses defined (and ThreadSanitizer
+ * quiet); release and acquire where a cached block's owner word must be
+ * seen with its cached bit.  A microcontroller's heap has one user at a
+ * time: plain accesses. */
+static inline mmsize_t mm__word(const mmsize_t *w)
+{
+#if MM_CONFIG_MULTIPROCESS
+    return __atomic_load_n(w, __ATOMIC_RELAXED);
+#else
+    return *w;
+#endif
+}
+
+static inline void mm__set_word(mmsize_t *w, mmsize_t v)
+{
+#if MM_CONFIG_MULTIPROCESS
+    __atomic_store_n(w, v, __ATOMIC_RELAXED);
+#else
+    *w = v;
+#endif
+}
+
+static inline mmsize_t mm__word_acquire(const mmsize_t *w)
+{
+#if MM_CONFIG_MULTIPROCESS
+    return __atomic_load_n(w, __ATOMIC_ACQUIRE);
+#else
+    return *w;
+#endif
+}
+
+static inline void mm__set_word_release(mmsize_t *w, mmsize_t v)
+{
+#if MM_CONFIG_MULTIPROCESS
+    __atomic_store_n(w, v, __ATOMIC_RELEASE);
+#else
+    *w = v;
+#endif
+}
+
 static inline mmsize_t mm__size_of(const struct mm__chunk *c)
 {
-    return (mmsize_t)(c->size & MM__SIZE_MASK);
+    return (mmsize_t)(mm__word(&c->size) & MM__SIZE_MASK);
 }
 
 static inline bool mm__is_alloc(const struct mm__chunk *c)
 {
-    return (c->size & MM__ALLOC_BIT) != 0;
+    return (mm__word(&c->size) & MM__ALLOC_BIT) != 0;
 }
 
 /* An offset at which a whole free chunk (header and links) can be read. */
@@ -378,6 +444,14 @@ MM__HOT int mm__lock(struct mm_heap_s *h)
 {
     if (MM_UNLIKELY(h->in_use == 0))
         return -1;
+#if MM_CONFIG_MULTIPROCESS
+    /* mm_uninitialize, maybe in another process, clears the magic before
+     * it destroys the lock: such a heap is refused, its lock left alone. */
+    if (MM_UNLIKELY(mm_port_load32(&mm__hdr(h)->magic) != MM__MAGIC)) {
+        mm__set_error(h, MM_ERR_NOTHEAP);
+        return -1;
+    }
+#endif
     int r = mm_port_lock(&mm__hdr(h)->lock);
     if (MM_UNLIKELY(r != MM_PORT_LOCKED)) {
 #if MM_CONFIG_MULTIPROCESS
@@ -386,7 +460,7 @@ MM__HOT int mm__lock(struct mm_heap_s *h)
             return 0;
         }
 #endif
-        h->last_error = r == -MM_ETIMEDOUT ? MM_ERR_BUSY : MM_ERR_LOCK;
+        mm__set_error(h, r == -MM_ETIMEDOUT ? MM_ERR_BUSY : MM_ERR_LOCK);
         return -1;
     }
     return 0;
@@ -407,7 +481,7 @@ MM__HOT int mm__enter(struct mm_heap_s *h)
         return -1;
     if (MM_UNLIKELY(mm__hdr(h)->state != MM__STATE_OK)) {
         mm__leave(h);
-        h->last_error = MM_ERR_BROKEN;
+        mm__set_error(h, MM_ERR_BROKEN);
         return -1;
     }
     return 0;

@@ -44,7 +44,7 @@ void *mm_memalign_at(struct mm_heap_s *h, size_t alignment, size_t size, const c
     if (h == NULL)
         return NULL;
     if (alignment == 0 || (alignment & (alignment - 1u)) != 0) {
-        h->last_error = MM_ERR_INVAL;
+        mm__set_error(h, MM_ERR_INVAL);
         (void)mm__failed(h, true);
         return NULL;
     }
@@ -54,7 +54,7 @@ void *mm_memalign_at(struct mm_heap_s *h, size_t alignment, size_t size, const c
     /* In 64 bits: with a 32-bit (or AVR's 16-bit) size_t the sum wraps. */
     if (csize == 0 || alignment > MM__MAX_CHUNK ||
         (uint64_t)csize + alignment + MM__MINCHUNK > MM__MAX_CHUNK) {
-        h->last_error = MM_ERR_INVAL;
+        mm__set_error(h, MM_ERR_INVAL);
         (void)mm__failed(h, true);
         return NULL;
     }

@@ -18,8 +18,8 @@ static bool mm__grow_next(struct mm_heap_s *h, size_t off, mmsize_t size, mmsize
     if (!mm__list_remove(h, off + size, nsize))
         return false;
     mmsize_t total = (mmsize_t)(size + nsize);
-    mm__chunk(h, off)->size = (mmsize_t)(total | MM__ALLOC_BIT); /* publishes */
-    mm__chunk(h, off + total)->prev_size = total;
+    mm__set_word(&mm__chunk(h, off)->size, (mmsize_t)(total | MM__ALLOC_BIT)); /* publishes */
+    mm__set_word(&mm__chunk(h, off + total)->prev_size, total);
     MM__CRASH_POINT(7);
     return true;
 }
@@ -39,8 +39,8 @@ static size_t mm__grow_prev(struct mm_heap_s *h, size_t off, mmsize_t size, mmsi
         return 0;
     }
     mmsize_t total = (mmsize_t)(psize + size + nsize);
-    mm__chunk(h, start)->size = (mmsize_t)(total | MM__ALLOC_BIT); /* publishes */
-    mm__chunk(h, start + total)->prev_size = total;
+    mm__set_word(&mm__chunk(h, start)->size, (mmsize_t)(total | MM__ALLOC_BIT)); /* publishes */
+    mm__set_word(&mm__chunk(h, start + total)->prev_size, total);
     MM__CRASH_POINT(8);
     memmove(mm__base(h) + start + MM__USER_OFFSET, mm__base(h) + off + MM__USER_OFFSET, keep);
     return start;
@@ -75,8 +75,8 @@ static size_t mm__resize(struct mm_heap_s *h, size_t off, mmsize_t csize, bool *
         mm__shrink_chunk(h, off, (mmsize_t)(size + nsize), csize);
         return off;
     }
-    if (c->prev_size != 0 && !mm__is_alloc(mm__chunk(h, off - c->prev_size)))
-        psize = c->prev_size;
+    if (mm__word(&c->prev_size) != 0 && !mm__is_alloc(mm__chunk(h, off - mm__word(&c->prev_size))))
+        psize = mm__word(&c->prev_size);
     if (psize != 0 && (size_t)psize + size + nsize >= csize) {
         size_t keep = mm__usable_size(h, off);
         size_t start = mm__grow_prev(h, off, size, psize, nsize, keep);
@@ -94,11 +94,12 @@ static size_t mm__resize(struct mm_heap_s *h, size_t off, mmsize_t csize, bool *
      * does, or this header changed, the lists lied in a way no rebuild
      * from the chain can be trusted to mend: refuse the heap from now on. */
     size_t keep = mm__usable_size(h, off);
-    mmsize_t raw = c->size;
+    mmsize_t raw = mm__word(&c->size);
     size_t noff = mm__alloc_chunk(h, csize, retry);
     if (noff == 0)
         return 0;
-    if (MM__VALIDATE && MM_UNLIKELY(c->size != raw || (noff < off + size && off < noff + csize))) {
+    if (MM__VALIDATE &&
+        MM_UNLIKELY(mm__word(&c->size) != raw || (noff < off + size && off < noff + csize))) {
         mm__hdr(h)->state = MM__STATE_BROKEN;
         return 0;
     }
@@ -143,7 +144,7 @@ static void *mm__realloc_once(struct mm_heap_s *h, void *oldmem, size_t size, mm
         }
         mm__debug_on_alloc(h, noff, size, file, line);
     } else {
-        h->last_error = hd->state == MM__STATE_OK ? MM_ERR_NOMEM : MM_ERR_BROKEN;
+        mm__set_error(h, hd->state == MM__STATE_OK ? MM_ERR_NOMEM : MM_ERR_BROKEN);
     }
     mm__leave(h);
     if (!guard_ok)
@@ -163,7 +164,7 @@ void *mm_realloc_at(struct mm_heap_s *h, void *oldmem, size_t size, const char *
     }
     mmsize_t csize = mm__chunk_size_for(size);
     if (csize == 0) {
-        h->last_error = MM_ERR_INVAL;
+        mm__set_error(h, MM_ERR_INVAL);
         (void)mm__failed(h, true);
         return NULL;
     }

@@ -33,7 +33,7 @@ static bool mm__rebuild_region(struct mm_heap_s *h, unsigned i, bool crashed)
             if (run == 0) {
                 run = off;
                 run_size = size;
-                c->prev_size = prev;
+                mm__set_word(&c->prev_size, prev);
             } else {
                 run_size = (mmsize_t)(run_size + size); /* absorbed: stale header stays free */
             }
@@ -44,12 +44,12 @@ static bool mm__rebuild_region(struct mm_heap_s *h, unsigned i, bool crashed)
                 mm__hdr(h)->stats.records_reset++;
             }
             if (run != 0) {
-                mm__chunk(h, run)->size = run_size;
+                mm__set_word(&mm__chunk(h, run)->size, run_size);
                 mm__list_insert(h, run, run_size);
                 prev = run_size;
                 run = 0;
             }
-            c->prev_size = prev;
+            mm__set_word(&c->prev_size, prev);
             prev = size;
         }
         off += size;
@@ -57,13 +57,13 @@ static bool mm__rebuild_region(struct mm_heap_s *h, unsigned i, bool crashed)
     if (off != end)
         return false;
     if (run != 0) {
-        mm__chunk(h, run)->size = run_size;
+        mm__set_word(&mm__chunk(h, run)->size, run_size);
         mm__list_insert(h, run, run_size);
         prev = run_size;
     }
     struct mm__chunk *sentinel = mm__chunk(h, end);
-    sentinel->prev_size = prev;
-    sentinel->size = MM__ALLOC_BIT;
+    mm__set_word(&sentinel->prev_size, prev);
+    mm__set_word(&sentinel->size, MM__ALLOC_BIT);
     return true;
 }
 
@@ -79,7 +79,7 @@ bool mm__rebuild(struct mm_heap_s *h, bool crashed)
         ok = mm__rebuild_region(h, i, crashed);
     if (!ok) {
         hd->state = MM__STATE_BROKEN;
-        h->last_error = MM_ERR_BROKEN;
+        mm__set_error(h, MM_ERR_BROKEN);
     }
     return ok;
 }

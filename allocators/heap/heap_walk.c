@@ -48,7 +48,7 @@ static void mm__walk(struct mm_heap_s *h, struct mm__tally *t, mm__visit_fn visi
                 t->problems++;
                 break;
             }
-            if (c->prev_size != prev || (prev_free && is_free))
+            if (mm__word(&c->prev_size) != prev || (prev_free && is_free))
                 t->problems++; /* stale prev_size, or two free chunks side by side */
             if (is_free) {
                 t->mi.ordblks++;
@@ -67,7 +67,8 @@ static void mm__walk(struct mm_heap_s *h, struct mm__tally *t, mm__visit_fn visi
         }
         /* off > end cannot be: no step goes past end */
         const struct mm__chunk *sentinel = mm__chunk(h, end);
-        if (off == end && (sentinel->size != MM__ALLOC_BIT || sentinel->prev_size != prev))
+        if (off == end &&
+            (mm__word(&sentinel->size) != MM__ALLOC_BIT || mm__word(&sentinel->prev_size) != prev))
             t->problems++;
     }
 }
@@ -173,8 +174,13 @@ static bool mm__dump_chunk(struct mm_heap_s *h, size_t off, const struct mm__chu
     struct mm__dump *d = arg;
     struct mm_block_info b;
     memset(&b, 0, sizeof(b));
-    b.cached = MM_CONFIG_CACHE && mm__is_alloc(c) && (c->size & MM__CACHED_BIT) != 0;
-    b.allocated = mm__is_alloc(c) && !b.cached;
+    /* A cached block's owner word is read after the cached bit its push
+     * published (heap_cache.h): other threads cache and take blocks while
+     * the walk runs. */
+    mmsize_t raw = mm__word_acquire(&c->size);
+    b.cached = MM_CONFIG_CACHE &&
+               (raw & (MM__ALLOC_BIT | MM__CACHED_BIT)) == (MM__ALLOC_BIT | MM__CACHED_BIT);
+    b.allocated = (raw & MM__ALLOC_BIT) != 0 && !b.cached;
     uint32_t kind = b.cached ? MM_DUMP_CACHED : b.allocated ? MM_DUMP_ALLOCATED : MM_DUMP_FREE;
     if (!(d->filter.kinds & kind))
         return true;
@@ -182,7 +188,7 @@ static bool mm__dump_chunk(struct mm_heap_s *h, size_t off, const struct mm__chu
         /* heap_cache.c keeps the owner id in the link word after the link */
         b.mem = mm__base(h) + off + MM__USER_OFFSET;
         b.size = mm__usable_size(h, off);
-        b.owner = (uint32_t)c->prev;
+        b.owner = (uint32_t)mm__word(&c->prev);
     } else if (b.allocated) {
         b.mem = mm__base(h) + off + MM__USER_OFFSET;
         b.size = mm__usable_size(h, off);

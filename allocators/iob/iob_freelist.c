@@ -433,7 +433,7 @@ IOB__HOT int iob__alloc_inline(struct iob_pool_s *h, uint32_t me, bool throttled
     uint32_t b = 0; /* set on success; avr-gcc 5 cannot tell */
     int r = iob__take_inline(h, &l, me, throttled ? h->throttle : 0u, deadline, &b);
     if (MM_UNLIKELY(r < 0)) {
-        h->error = r;
+        iob__set_error(h, r);
         iob__count(&h->hdr->stats.failures);
         return r;
     }
@@ -502,7 +502,7 @@ static uint32_t iob__promote_next(struct iob_pool_s *h, uint32_t b, uint32_t me,
 {
     uint32_t nx;
     if (!iob__follow(h, b, &nx)) {
-        h->error = -MM_EUCLEAN;
+        iob__set_error(h, -MM_EUCLEAN);
         return IOB__NIL;
     }
     if (nx != IOB__NIL) {
@@ -533,7 +533,7 @@ uint32_t iob__free_head(struct iob_pool_s *h, uint32_t b, iob__st_t st, uint32_t
 static __attribute__((noinline)) struct iob_s *iob__refuse(struct iob_pool_s *h, int err)
 {
     iob__count(&h->hdr->stats.misuse);
-    h->error = err;
+    iob__set_error(h, err);
     return NULL;
 }
 

@@ -555,9 +555,30 @@ IOB__HOT struct iob_s *iob__ptr(const struct iob_pool_s *h, uint32_t i)
     return (struct iob_s *)(void *)&h->desc[i];
 }
 
+/* The handle's last error (iob_pool_error).  Threads that share a handle
+ * may fail at the same time, and each then sees one of their errors: on
+ * the host the accesses are atomic. */
+IOB__HOT void iob__set_error(struct iob_pool_s *h, int err)
+{
+#if MM_CONFIG_MULTIPROCESS
+    __atomic_store_n(&h->error, err, __ATOMIC_RELAXED);
+#else
+    h->error = err;
+#endif
+}
+
+IOB__HOT int iob__error(const struct iob_pool_s *h)
+{
+#if MM_CONFIG_MULTIPROCESS
+    return __atomic_load_n(&h->error, __ATOMIC_RELAXED);
+#else
+    return h->error;
+#endif
+}
+
 IOB__HOT int iob__fail(struct iob_pool_s *h, int err)
 {
-    h->error = err;
+    iob__set_error(h, err);
     return err;
 }
 

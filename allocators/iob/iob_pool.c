@@ -83,7 +83,7 @@ static struct iob_pool_s *iob__handle_claim(uint8_t *base, size_t size,
 {
     for (unsigned i = 0; i < IOB_CONFIG_MAX_POOLS; i++) {
         struct iob_pool_s *h = &g_pools[i];
-        if (h->in_use == 0 && mm_port_claim(&h->in_use)) {
+        if (mm_port_load32(&h->in_use) == 0 && mm_port_claim(&h->in_use)) {
             h->base = base;
             h->size = size;
             h->hdr = (struct iob__header *)(void *)base;
@@ -97,7 +97,7 @@ static struct iob_pool_s *iob__handle_claim(uint8_t *base, size_t size,
             h->throttle = throttle;
             h->owner = iob__owner_id(0);
             h->spin = IOB_CONFIG_SPIN;
-            h->error = 0;
+            iob__set_error(h, 0);
             memset(h->ch, 0, sizeof(h->ch));
             return h;
         }
@@ -230,7 +230,7 @@ void iob_pool_set_spin(struct iob_pool_s *h, uint32_t spins)
 
 int iob_pool_error(const struct iob_pool_s *h)
 {
-    return h != NULL ? h->error : -MM_EINVAL;
+    return h != NULL ? iob__error(h) : -MM_EINVAL;
 }
 
 uint32_t iob_pool_bufsize(const struct iob_pool_s *h)

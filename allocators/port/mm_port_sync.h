@@ -161,6 +161,23 @@ static inline uint32_t mm_port_fetch_and32(uint32_t *p, uint32_t v)
     return __atomic_fetch_and(p, v, __ATOMIC_SEQ_CST);
 }
 #if MM_CONFIG_PORT == MM_PORT_HOST && defined(__x86_64__)
+/* ThreadSanitizer sees no ordering through inline assembly: under it the
+ * compare-and-swap below tells it what the instruction does (release of
+ * what came before, acquire of what the other threads released).  Its own
+ * 16-byte atomics would not do: they take a lock inside one process, and
+ * the free lists are shared between processes. */
+#if defined(__SANITIZE_THREAD__)
+#define MM__PORT_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define MM__PORT_TSAN 1
+#endif
+#endif
+#ifdef MM__PORT_TSAN
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+#endif
+
 /* Compare-and-swap of two adjacent 64-bit words (p 16-byte aligned):
  * {p[0], p[1]} == {expected[0], expected[1]} becomes {d0, d1}.  On failure
  * expected receives the current pair. */
@@ -168,11 +185,17 @@ static inline bool mm_port_cas128(uint64_t *p, uint64_t *expected, uint64_t d0, 
 {
     bool ok;
     uint64_t lo = expected[0], hi = expected[1];
+#ifdef MM__PORT_TSAN
+    __tsan_release(p);
+#endif
     __asm__ __volatile__("lock cmpxchg16b %[m]"
                          : "=@ccz"(ok), [m] "+m"(*(volatile struct { uint64_t a, b; } *)(void *)p),
                            "+a"(lo), "+d"(hi)
                          : "b"(d0), "c"(d1)
                          : "memory");
+#ifdef MM__PORT_TSAN
+    __tsan_acquire(p);
+#endif
     expected[0] = lo;
     expected[1] = hi;
     return ok;

@@ -126,8 +126,9 @@ static void mm_port__after_fork_child(void)
 static void mm_port__thread_exit(void *value)
 {
     (void)value;
-    if (g_exit_fn != NULL)
-        g_exit_fn();
+    void (*fn)(void) = __atomic_load_n(&g_exit_fn, __ATOMIC_ACQUIRE);
+    if (fn != NULL)
+        fn();
 }
 
 static void mm_port__hooks_init(void)
@@ -144,7 +145,7 @@ void mm_port_install_hooks(void)
 void mm_port_on_thread_exit(void (*fn)(void))
 {
     mm_port_install_hooks();
-    g_exit_fn = fn;
+    __atomic_store_n(&g_exit_fn, fn, __ATOMIC_RELEASE); /* every thread's first bind */
     if (pthread_getspecific(g_exit_key) == NULL)
         (void)pthread_setspecific(g_exit_key, (void *)1);
 }
