@@ -169,25 +169,30 @@ struct mm_heap_s {
     enum mm_error last_error;
 };
 
-/* The handle's last error.  Threads that share a handle may fail at the
- * same time, and each then sees one of their errors: where processes share
- * the heap (and a host's threads the handle) the accesses are atomic. */
+/* Words that threads of the host use at once without the lock: atomic
+ * loads and stores of the given order (RELAXED, ACQUIRE, RELEASE) where
+ * processes share the heap, which costs a plain load or store on the
+ * host's CPUs and keeps the concurrent accesses defined (and
+ * ThreadSanitizer quiet).  A microcontroller's heap has one user at a time:
+ * plain accesses. */
+#if MM_CONFIG_MULTIPROCESS
+#define MM__LOAD(p, order)     __atomic_load_n((p), __ATOMIC_##order)
+#define MM__STORE(p, v, order) __atomic_store_n((p), (v), __ATOMIC_##order)
+#else
+#define MM__LOAD(p, order)     (*(p))
+#define MM__STORE(p, v, order) ((void)(*(p) = (v)))
+#endif
+
+/* The handle's last error: threads that share a handle may fail at the
+ * same time, and each then sees one of their errors. */
 static inline void mm__set_error(struct mm_heap_s *h, enum mm_error err)
 {
-#if MM_CONFIG_MULTIPROCESS
-    __atomic_store_n(&h->last_error, err, __ATOMIC_RELAXED);
-#else
-    h->last_error = err;
-#endif
+    MM__STORE(&h->last_error, err, RELAXED);
 }
 
 static inline enum mm_error mm__error(const struct mm_heap_s *h)
 {
-#if MM_CONFIG_MULTIPROCESS
-    return __atomic_load_n(&h->last_error, __ATOMIC_RELAXED);
-#else
-    return h->last_error;
-#endif
+    return MM__LOAD(&h->last_error, RELAXED);
 }
 
 struct mm__header {
@@ -262,46 +267,27 @@ static inline struct mm__chunk *mm__chunk(const struct mm_heap_s *h, size_t off)
 /* A chunk's size words, and a cached block's owner word, are read and
  * written by threads that do not hold the lock (the thread cache,
  * heap_cache.h) while lock holders read and write the same words of the
- * chunks next to theirs.  Where processes share the heap every access to
- * them is therefore atomic: relaxed, a plain load or store on the host's
- * CPUs, which keeps the concurrent accesses defined (and ThreadSanitizer
- * quiet); release and acquire where a cached block's owner word must be
- * seen with its cached bit.  A microcontroller's heap has one user at a
- * time: plain accesses. */
+ * chunks next to theirs: every access goes through these (MM__LOAD).
+ * Relaxed, but release and acquire where a cached block's owner word must
+ * be seen with its cached bit. */
 static inline mmsize_t mm__word(const mmsize_t *w)
 {
-#if MM_CONFIG_MULTIPROCESS
-    return __atomic_load_n(w, __ATOMIC_RELAXED);
-#else
-    return *w;
-#endif
+    return MM__LOAD(w, RELAXED);
 }
 
 static inline void mm__set_word(mmsize_t *w, mmsize_t v)
 {
-#if MM_CONFIG_MULTIPROCESS
-    __atomic_store_n(w, v, __ATOMIC_RELAXED);
-#else
-    *w = v;
-#endif
+    MM__STORE(w, v, RELAXED);
 }
 
 static inline mmsize_t mm__word_acquire(const mmsize_t *w)
 {
-#if MM_CONFIG_MULTIPROCESS
-    return __atomic_load_n(w, __ATOMIC_ACQUIRE);
-#else
-    return *w;
-#endif
+    return MM__LOAD(w, ACQUIRE);
 }
 
 static inline void mm__set_word_release(mmsize_t *w, mmsize_t v)
 {
-#if MM_CONFIG_MULTIPROCESS
-    __atomic_store_n(w, v, __ATOMIC_RELEASE);
-#else
-    *w = v;
-#endif
+    MM__STORE(w, v, RELEASE);
 }
 
 static inline mmsize_t mm__size_of(const struct mm__chunk *c)
