@@ -9,8 +9,8 @@
  * Every call is blocking and thread-safe: calls on one connection are
  * serialized by a lock inside it.  A call that can fail returns 0 (or a
  * count) on success and a negative errno on failure; the Varlink error name
- * of the last failed call on a connection is kept per thread
- * (mmsrv_error_name()).  The library never logs.
+ * of the calling thread's last failed call, on whichever connection, is
+ * kept per thread (mmsrv_error_name()).  The library never logs.
  *
  * errno mapping: -ENOENT RegionNotFound, -EEXIST RegionExists, -EACCES
  * PermissionDenied, -ENOSPC NoSpace, -EAGAIN ResourceUnavailable (the
@@ -21,7 +21,8 @@
  * closed: a late reply could not be told from the next one), -EUCLEAN an
  * attached region's memory does not hold what the daemon said (header, heap
  * or pool), -EBUSY a call on a connection that is a monitor stream
- * (mmsrv_monitor_start()).
+ * (mmsrv_monitor_start()), -ENOSYS MethodNotFound (a daemon without the
+ * method: an older one).
  * Failures the daemon did not answer with an error leave mmsrv_error_name()
  * NULL.
  */
@@ -94,7 +95,9 @@ struct mmsrv_region_spec {
 /* A region's figures (RegionStats). */
 struct mmsrv_stats {
     struct mmsrv_region_info info;
-    /* heap */
+    /* heap: mm_mallinfo's figures as the daemon read them, and its state:
+     * "ok", "broken", "lock-lost", "not-a-heap", "busy" (its lock stayed
+     * held past the daemon's wait; the figures are then 0) or "error" */
     uint64_t arena, uordblks, fordblks, mxordblk, ordblks;
     char heap_state[16];
     /* iob */
@@ -122,8 +125,13 @@ int mmsrv_fd(const struct mmsrv_client *client);
 /* The Varlink error name of this thread's last failed call, or NULL. */
 const char *mmsrv_error_name(void);
 
+/* Create a region (CreateRegion).  0, with the daemon's entry for the new
+ * region in *info unless info is NULL; -errno. */
 int mmsrv_create(struct mmsrv_client *client, const struct mmsrv_region_spec *spec,
                  struct mmsrv_region_info *info);
+
+/* Destroy a region (DestroyRegion): its name goes at once; its memory when
+ * the last client that holds it detaches.  0; -errno. */
 int mmsrv_destroy(struct mmsrv_client *client, const char *name);
 
 #define MMSRV_ATTACH_READONLY 0x1u
@@ -135,10 +143,18 @@ int mmsrv_destroy(struct mmsrv_client *client, const char *name);
  */
 int mmsrv_attach(struct mmsrv_client *client, const char *name, unsigned flags,
                  struct mmsrv_region **out);
+
+/* Close the region's heap or pool handle, unmap it, free *region, and tell
+ * the daemon (Detach).  The region is gone from the connection even when
+ * the daemon's answer is an error, which is returned.  0; -errno; -EINVAL
+ * for a region that is not one of this connection's. */
 int mmsrv_detach(struct mmsrv_client *client, struct mmsrv_region *region);
 
 /* The regions this client may attach: a count >= 0 with *out (free() it). */
 int mmsrv_list(struct mmsrv_client *client, struct mmsrv_region_info **out);
+
+/* A region's figures (RegionStats), for a client that may read it: 0 with
+ * *out; -errno. */
 int mmsrv_stats(struct mmsrv_client *client, const char *name, struct mmsrv_stats *out);
 
 /* ---- Monitoring region events ------------------------------------------ */
