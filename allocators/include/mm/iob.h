@@ -64,7 +64,7 @@ extern "C" {
 
 /* Handles one process may hold at once. */
 #ifndef IOB_CONFIG_MAX_POOLS
-#if UINTPTR_MAX <= 0xffffffffu || !defined(__linux__) /* and 64-bit microcontrollers */
+#if !defined(__linux__) /* microcontrollers, 64-bit ones too; not 32-bit Linux hosts */
 #define IOB_CONFIG_MAX_POOLS 2
 #else
 #define IOB_CONFIG_MAX_POOLS 64

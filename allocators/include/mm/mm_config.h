@@ -95,8 +95,9 @@
  * process-local view of a heap: its base address and the size of the
  * mapping, which shared memory cannot be trusted to tell. */
 #ifndef MM_CONFIG_MAX_HEAPS
-/* Microcontrollers (no Linux), 64-bit ones too, take their handles at start-up. */
-#if UINTPTR_MAX <= 0xffffffffu || !defined(__linux__)
+/* Microcontrollers (no Linux), 64-bit ones too, take their handles at
+ * start-up; a Linux host, 32-bit ones too, may attach many regions. */
+#if !defined(__linux__)
 #define MM_CONFIG_MAX_HEAPS 4
 #else
 #define MM_CONFIG_MAX_HEAPS 1024
