@@ -139,6 +139,41 @@ static bool mm__cached_ok(const struct mm_heap_s *h, size_t off)
            mm__word(&mm__chunk(h, off + size)->prev_size) == size;
 }
 
+/* Taking a block from a cache takes no lock, and the owner word a push
+ * wrote is the first thing the block's new user may write over.  So a walk
+ * that saw the cached bit and then reads the owner word may read user data,
+ * data that can equal some owner id (a pid): mm_reclaim_owner would free a
+ * block in use.  Reading the cached bit again afterwards is not enough:
+ * meanwhile the block may have been taken, written and cached again.
+ * Hence the probe bit: the walk sets it with a compare-and-swap, reads the
+ * owner word, and clears it with a second compare-and-swap.  Only walks set
+ * it (one at a time: they hold the lock) and every take and push stores
+ * the size word without it, so the second swap succeeds exactly when no
+ * take or push came between the two, and the owner word read between them
+ * is the one the block's last push wrote.  A take stores its size word
+ * before its user writes (the fence in mm__cache_pop), so a read of user
+ * data implies a failed swap. */
+bool mm__cached_owner(const struct mm_heap_s *h, size_t off, uint32_t *owner)
+{
+    const mmsize_t both = MM__ALLOC_BIT | MM__CACHED_BIT;
+    struct mm__chunk *c = mm__chunk(h, off);
+    mmsize_t raw = mm__word_acquire(&c->size), plain, probed;
+    do {
+        if ((raw & both) != both)
+            return false;
+        plain = (mmsize_t)(raw & ~MM__PROBE_BIT); /* a dead walk's bit goes too */
+        probed = (mmsize_t)(plain | MM__PROBE_BIT);
+    } while (!__atomic_compare_exchange_n(&c->size, &raw, probed, false, __ATOMIC_ACQUIRE,
+                                          __ATOMIC_ACQUIRE));
+    mmsize_t who = mm__word(&c->prev);
+    MM__FENCE(ACQUIRE);
+    if (!__atomic_compare_exchange_n(&c->size, &probed, plain, false, __ATOMIC_RELAXED,
+                                     __ATOMIC_RELAXED))
+        return false; /* taken meanwhile: in use, whatever the word said */
+    *owner = (uint32_t)who;
+    return true;
+}
+
 /* Under the lock: return the cached chunk at off to the free lists. */
 static void mm__uncache_locked(struct mm_heap_s *h, size_t off)
 {
@@ -232,11 +267,9 @@ size_t mm_reclaim_owner(struct mm_heap_s *h, uint32_t owner)
             mmsize_t size = mm__size_of(c);
             if (size < MM__MINCHUNK || size > end - off)
                 break;
-            /* Other threads cache and take blocks meanwhile: the owner
-             * word is read after the cached bit that its push published. */
-            mmsize_t raw = mm__word_acquire(&c->size);
-            if ((raw & (MM__ALLOC_BIT | MM__CACHED_BIT)) == (MM__ALLOC_BIT | MM__CACHED_BIT) &&
-                mm__word(&c->prev) == (mmsize_t)owner) {
+            /* Other threads cache and take blocks meanwhile. */
+            uint32_t who;
+            if (mm__cached_owner(h, off, &who) && who == owner) {
                 /* Freeing merges it with a free previous chunk, if any:
                  * the walk goes on from the chunk that now holds it. */
                 bool into_prev = prev_off != 0 && !mm__is_alloc(mm__chunk(h, prev_off));

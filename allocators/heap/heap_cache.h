@@ -116,9 +116,10 @@ MM__INLINE bool mm__cache_push(struct mm_heap_s *h, void *mem)
         return false;
     c->next = k->head[bin];
     /* The owner word before the cached bit that makes other threads read
-     * it (mm_reclaim_owner, mm_memdump). */
+     * it (mm_reclaim_owner, mm_memdump).  No probe bit: see
+     * mm__cached_owner. */
     mm__set_word(&c->prev, (mmsize_t)k->owner);
-    mm__set_word_release(&c->size, (mmsize_t)(raw | MM__CACHED_BIT));
+    mm__set_word_release(&c->size, (mmsize_t)(size | MM__ALLOC_BIT | MM__CACHED_BIT));
     k->head[bin] = (mmsize_t)off;
     k->n[bin]++;
     k->bytes += size;
@@ -161,7 +162,10 @@ MM__INLINE size_t mm__cache_pop(struct mm_heap_s *h, mmsize_t csize)
     k->head[bin] = --k->n[bin] != 0 ? c->next : 0;
     k->bytes -= size;
     k->mallocs++;
-    mm__set_word(&c->size, (mmsize_t)(raw & ~MM__CACHED_BIT));
+    /* Taken: the cached bit goes, and a walk's probe bit with it, before
+     * the user writes over the owner word (mm__cached_owner). */
+    mm__set_word(&c->size, (mmsize_t)(size | MM__ALLOC_BIT));
+    MM__FENCE(RELEASE);
     return off;
 
 overwritten: /* someone wrote over a cached block: forget this bin */

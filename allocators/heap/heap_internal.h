@@ -93,6 +93,9 @@ _Static_assert(MM_CONFIG_SL_LOG2 >= 2 && MM_CONFIG_SL_LOG2 <= 5,
 /* A chunk held in some thread's cache (heap_cache.c): allocated as far as
  * the heap is concerned, free as far as its user is.  Large model only. */
 #define MM__CACHED_BIT ((mmsize_t)2u)
+/* Set on a cached chunk, for a moment, by a walk that reads the owner id
+ * the chunk's push wrote (mm__cached_owner); taking and caching clear it. */
+#define MM__PROBE_BIT ((mmsize_t)4u)
 
 _Static_assert(MM__ALIGN == MM_ALIGN, "mm.h and the heap must agree on alignment");
 _Static_assert(MM__HDR == MM_OVERHEAD, "mm.h and the heap must agree on overhead");
@@ -181,6 +184,26 @@ struct mm_heap_s {
 #else
 #define MM__LOAD(p, order)     (*(p))
 #define MM__STORE(p, v, order) ((void)(*(p) = (v)))
+#endif
+
+/* A fence of the given order (ACQUIRE, RELEASE) where processes share the
+ * heap: no instruction on x86, a barrier on Arm.  ThreadSanitizer models no
+ * fences (GCC refuses them under -fsanitize=thread); the words the heap's
+ * fences order are all accessed atomically, so there a compiler barrier
+ * keeps the code's order and TSan has nothing to miss. */
+#if defined(__SANITIZE_THREAD__)
+#define MM__FENCE(order) __asm__ __volatile__("" ::: "memory")
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define MM__FENCE(order) __asm__ __volatile__("" ::: "memory")
+#endif
+#endif
+#ifndef MM__FENCE
+#if MM_CONFIG_MULTIPROCESS
+#define MM__FENCE(order) __atomic_thread_fence(__ATOMIC_##order)
+#else
+#define MM__FENCE(order) ((void)0)
+#endif
 #endif
 
 /* The handle's last error: threads that share a handle may fail at the
@@ -631,7 +654,8 @@ static inline void mm__debug_reset(struct mm_heap_s *h, size_t off)
 #endif
 
 #if MM_CONFIG_CACHE
-_Static_assert(!MM_CONFIG_SMALL && MM__ALIGN >= 4u, "the cached bit needs 4-byte chunk sizes");
+_Static_assert(!MM_CONFIG_SMALL && MM__ALIGN >= 8u,
+               "the cached and probe bits need 8-byte chunk sizes");
 
 /* Chunks of the first MM__CACHE_FL first-level classes (below 8 KiB in the
  * large model) are cached, at most MM__CACHE_DEPTH per class. */
@@ -654,6 +678,9 @@ _Static_assert(MM__CACHE_FL >= 2u, "MM__CACHE_POP_LIMIT assumes a split first le
 size_t mm__cache_flush_mine(struct mm_heap_s *h);
 /* Forget the calling thread's cache of h without touching the heap. */
 void mm__cache_drop_mine(struct mm_heap_s *h);
+/* Under the lock: whether the chunk at off sits in some thread's cache,
+ * and then the owner id its push wrote into *owner. */
+bool mm__cached_owner(const struct mm_heap_s *h, size_t off, uint32_t *owner);
 #else
 #define MM__SLOW_PATH
 static inline size_t mm__cache_flush_mine(struct mm_heap_s *h)
@@ -664,6 +691,11 @@ static inline size_t mm__cache_flush_mine(struct mm_heap_s *h)
 static inline void mm__cache_drop_mine(struct mm_heap_s *h)
 {
     (void)h;
+}
+static inline bool mm__cached_owner(const struct mm_heap_s *h, size_t off, uint32_t *owner)
+{
+    (void)h, (void)off, (void)owner;
+    return false;
 }
 #endif
 

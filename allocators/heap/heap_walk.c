@@ -174,21 +174,16 @@ static bool mm__dump_chunk(struct mm_heap_s *h, size_t off, const struct mm__chu
     struct mm__dump *d = arg;
     struct mm_block_info b;
     memset(&b, 0, sizeof(b));
-    /* A cached block's owner word is read after the cached bit its push
-     * published (heap_cache.h): other threads cache and take blocks while
-     * the walk runs. */
-    mmsize_t raw = mm__word_acquire(&c->size);
-    b.cached = MM_CONFIG_CACHE &&
-               (raw & (MM__ALLOC_BIT | MM__CACHED_BIT)) == (MM__ALLOC_BIT | MM__CACHED_BIT);
-    b.allocated = (raw & MM__ALLOC_BIT) != 0 && !b.cached;
+    /* Other threads cache and take blocks while the walk runs: a block
+     * taken from a cache meanwhile counts as allocated. */
+    b.cached = mm__cached_owner(h, off, &b.owner);
+    b.allocated = mm__is_alloc(c) && !b.cached;
     uint32_t kind = b.cached ? MM_DUMP_CACHED : b.allocated ? MM_DUMP_ALLOCATED : MM_DUMP_FREE;
     if (!(d->filter.kinds & kind))
         return true;
     if (b.cached) {
-        /* heap_cache.c keeps the owner id in the link word after the link */
         b.mem = mm__base(h) + off + MM__USER_OFFSET;
         b.size = mm__usable_size(h, off);
-        b.owner = (uint32_t)mm__word(&c->prev);
     } else if (b.allocated) {
         b.mem = mm__base(h) + off + MM__USER_OFFSET;
         b.size = mm__usable_size(h, off);

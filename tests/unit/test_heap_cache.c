@@ -477,6 +477,73 @@ static void test_dump_names_cache_owners(void)
     ch_close(&t);
 }
 
+/* mm_reclaim_owner runs while live threads take cached blocks and write
+ * into them.  A block just taken still looks cached to a walk that read its
+ * header a moment before, while its first bytes (where a cached block keeps
+ * its owner id) already hold the user's data: data that happens to be a dead
+ * owner's id must not get a live block reclaimed.  Each taken block here is
+ * written with exactly that id. */
+#define RACE_DEAD_OWNER 0x5eed1234u
+
+struct race {
+    struct mm_heap_s *h;
+    int stop;
+    unsigned long rounds;
+    int bad; /* no memory, or a block freed under its user */
+};
+
+static void *race_take_and_write(void *arg)
+{
+    struct race *r = arg;
+    while (!__atomic_load_n(&r->stop, __ATOMIC_RELAXED)) {
+        uint32_t *p = mm_malloc(r->h, 64);
+        if (p == NULL) {
+            __atomic_store_n(&r->bad, 1, __ATOMIC_RELAXED);
+            break;
+        }
+        /* the word a cached block keeps its owner id in (atomic: the walk
+         * reads it at the same time) */
+        __atomic_store_n(&p[1], RACE_DEAD_OWNER, __ATOMIC_RELAXED);
+        /* now and then (it takes the lock the walks hold) */
+        if ((r->rounds & 1023u) == 0 && mm_malloc_size(r->h, p) < 64)
+            __atomic_store_n(&r->bad, 1, __ATOMIC_RELAXED); /* reclaimed under us */
+        mm_free(r->h, p);
+        r->rounds++;
+    }
+    return NULL;
+}
+
+static void test_reclaim_races_with_takes(void)
+{
+    struct ch t;
+    ch_open(&t);
+    struct race r = {.h = t.h};
+    pthread_t th;
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&th, NULL, race_take_and_write, &r), 0);
+    /* mm_memdump reads the owner word the same way (mmsrvd finds the
+     * owners of cached blocks so after a restart) */
+    struct mm_dump_filter dead = {.kinds = MM_DUMP_CACHED, .owner = RACE_DEAD_OWNER};
+    struct cached_seen seen = {0, 0, 0};
+    size_t reclaimed = 0, dumped = 0;
+    uint64_t end = tu_now_ms() + 2000;
+    while (tu_now_ms() < end && reclaimed == 0 && dumped == 0 &&
+           !__atomic_load_n(&r.bad, __ATOMIC_RELAXED))
+        for (int i = 0; i < 1000; i++) {
+            reclaimed += mm_reclaim_owner(t.h, RACE_DEAD_OWNER);
+            dumped += mm_memdump(t.hv, &dead, note_block, &seen);
+        }
+    __atomic_store_n(&r.stop, 1, __ATOMIC_RELAXED);
+    pthread_join(th, NULL);
+    CU_ASSERT(r.rounds > 0);
+    CU_ASSERT_EQUAL(reclaimed, 0);
+    CU_ASSERT_EQUAL(dumped, 0);
+    CU_ASSERT_EQUAL(r.bad, 0);
+    struct mm_heap_stats st = mm_heap_stats(t.h);
+    CU_ASSERT_EQUAL(st.double_frees, 0);
+    printf("(%lu takes, %zu reclaimed, %zu dumped) ", r.rounds, reclaimed, dumped);
+    ch_close(&t);
+}
+
 int main(void)
 {
     // clang-format off
@@ -494,6 +561,7 @@ int main(void)
         TU_TEST(test_overwritten_cached_blocks),
         TU_TEST(test_owner_id),
         TU_TEST(test_dump_names_cache_owners),
+        TU_TEST(test_reclaim_races_with_takes),
         TU_END,
     };
     // clang-format on
