@@ -10,7 +10,7 @@
  * queue entries.  The taken buffers are made FREE before the lists thaw
  * with them on top, so a reclaimer that dies midway leaves only FREE(owner)
  * buffers off the lists and a frozen head; the next holder of the admin
- * lock (a robust mutex) finds its previous owner dead and runs the same
+ * lock (a robust lock) finds its previous owner dead and runs the same
  * reclaim again (header.reclaim_owner says for whom).
  *
  * Processes that keep working meanwhile only wait when they pop or push

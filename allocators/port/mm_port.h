@@ -9,8 +9,8 @@
  * for debug records, and an assert.  Three ports exist, chosen with
  * MM_CONFIG_PORT:
  *
- *   MM_PORT_HOST  Linux: process-shared robust pthread mutex, futex wait/wake,
- *                 owner = pid.
+ *   MM_PORT_HOST  Linux: a futex lock taken over from a dead holder
+ *                 (port_host.h), futex wait/wake, owner = pid.
  *   MM_PORT_APP   a microcontroller application supplies the lock (a critical
  *                 section or an RTOS mutex) and, if it wants waiting, wait/wake.
  *   MM_PORT_NONE  single thread: locks are no-ops, waits return at once.
@@ -46,8 +46,8 @@
 int mm_port_lock_init(mm_port_lock_t *lock);
 
 /* Acquire.  MM_PORT_LOCKED, MM_PORT_LOCKED_OWNER_DIED, or a negative error
- * (-MM_ENOTRECOVERABLE when an earlier repair was abandoned, -MM_EINVAL when
- * the lock's memory was scribbled over). */
+ * (on the host -MM_ETIMEDOUT when mm_set_lock_wait's bound passed; an
+ * application's port may return its own). */
 #ifndef MM_PORT_INLINE_LOCK
 int mm_port_lock(mm_port_lock_t *lock);
 #endif

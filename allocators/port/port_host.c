@@ -1,18 +1,20 @@
 /*
- * port_host.c - the Linux host port: robust process-shared mutexes and
- * futex wait/wake on words in shared memory.
+ * port_host.c - the Linux host port: futex wait/wake on words in shared
+ * memory, fork and thread-exit hooks, the clock (the lock is in
+ * port_host_lock.c).
  *
- * This is the only allocator file that includes operating-system headers;
- * the core stays freestanding and reaches the host through mm_port.h.
+ * This and port_host_lock.c are the only allocator files that include
+ * operating-system headers; the core stays freestanding and reaches the
+ * host through mm_port.h.
  */
-#define _GNU_SOURCE /* pthread_mutex_clocklock */
-#include "mm/mm.h"  /* mm_set_lock_wait */
+#define _GNU_SOURCE
 #include "mm_port.h"
 
 #include <errno.h>
 #include <stdint.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -25,61 +27,7 @@ _Static_assert(MM_EAGAIN == EAGAIN && MM_ENOMEM == ENOMEM && MM_EFAULT == EFAULT
                    MM_EPERM == EPERM && MM_ENOENT == ENOENT && MM_EEXIST == EEXIST &&
                    MM_ESPIPE == ESPIPE,
                "mm_errno.h must match the host's errno values");
-_Static_assert(MM_PORT_LOCKED == 0 && MM_PORT_LOCKED_OWNER_DIED == 1,
-               "port_host.h's inline lock returns these values");
-
-int mm_port_lock_init(mm_port_lock_t *lock)
-{
-    pthread_mutexattr_t attr;
-    int err = pthread_mutexattr_init(&attr);
-    if (err != 0)
-        return -err;
-    err = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-    if (err == 0)
-        err = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-    if (err == 0)
-        err = pthread_mutex_init(lock, &attr);
-    pthread_mutexattr_destroy(&attr);
-    return -err;
-}
-
-uint32_t mm_port_lock_wait_ms;
-
-void mm_set_lock_wait(uint32_t ms)
-{
-    mm_port_lock_wait_ms = ms;
-}
-
-/* The lock with a deadline on the monotonic clock (a wall clock set back
- * must not stretch it).  Results as mm_port_lock's, or -MM_ETIMEDOUT. */
-int mm_port_lock_timed(mm_port_lock_t *lock)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    uint32_t ms = mm_port_lock_wait_ms;
-    t.tv_sec += (time_t)(ms / 1000u);
-    t.tv_nsec += (long)(ms % 1000u) * 1000000L;
-    if (t.tv_nsec >= 1000000000L) {
-        t.tv_sec++;
-        t.tv_nsec -= 1000000000L;
-    }
-    int err = pthread_mutex_clocklock(lock, CLOCK_MONOTONIC, &t);
-    if (err == 0)
-        return MM_PORT_LOCKED;
-    if (err == EOWNERDEAD)
-        return MM_PORT_LOCKED_OWNER_DIED;
-    return -err; /* -ETIMEDOUT is -MM_ETIMEDOUT */
-}
-
-void mm_port_lock_mark_consistent(mm_port_lock_t *lock)
-{
-    (void)pthread_mutex_consistent(lock);
-}
-
-void mm_port_lock_destroy(mm_port_lock_t *lock)
-{
-    (void)pthread_mutex_destroy(lock);
-}
+_Static_assert(MM_PORT_LOCKED == 0, "port_host.h's inline lock returns this value");
 
 uint32_t mm_port_owner_id(void)
 {

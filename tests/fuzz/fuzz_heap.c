@@ -26,9 +26,9 @@
  *   is still sound at the end.
  * A violation aborts, which the fuzzer reports with the input.
  *
- * The lock is left as it was: a pthread mutex whose word names a live
- * thread blocks every locker, and no check can tell that word from one a
- * live locker wrote (see README.md).
+ * The lock is left as it was: a lock word that names a live thread blocks
+ * every locker, and no check can tell that word from one a live locker
+ * wrote (see README.md).
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -342,6 +342,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         hot[nhot++] = (size_t)(r->b[i].p - r->img) - MM__USER_OFFSET;
     size_t lock_off = offsetof(struct mm__header, lock);
     mm_port_lock_t lock;
+    memset(&lock, 0, sizeof(lock));
     bool has_lock = r->size >= lock_off + sizeof(lock);
     if (has_lock)
         memcpy(&lock, r->img + lock_off, sizeof(lock));

@@ -9,7 +9,7 @@
  * of each test the daemon's descriptor count returns to where it was (waited
  * for, bounded).  Also: a 1 MiB message, partial messages, 1000 connections
  * at once, a client that never reads its replies, descriptors sent to the
- * daemon.
+ * daemon, and regions whose memory (locks included) a client scribbled over.
  */
 #define _GNU_SOURCE
 #include <CUnit/CUnit.h>
@@ -24,6 +24,8 @@
 #include <unistd.h>
 
 #include "itest.h"
+#include "mm/iob.h"
+#include "mm/mm.h"
 #include "mmsrv/mmsrv.h"
 #include "test_util.h"
 
@@ -723,6 +725,99 @@ static void test_pipelined_calls(void)
     end();
 }
 
+/* ---- Scribbled shared memory ---------------------------------------------- */
+
+/* A client (a forked process) creates a heap and an IOB region, writes a
+ * pattern over the first 16 KiB of each (the regions' headers, and in them
+ * the locks mmsrvd takes for stats and for reclaim), asks for their stats
+ * and exits, so that the daemon reclaims what it owned there.  The daemon
+ * answers each call, stays up, serves others, and destroys both regions.
+ * Patterns: zeros, ones, the int 0xc0 everywhere (the type field of a glibc
+ * mutex that means priority-protect: when the locks were pthread mutexes,
+ * glibc aborted mmsrvd on it), and seeded random bytes. */
+#define SCRIBBLE_BYTES 16384
+#define SCRIBBLE_HEAP  "scribbled-heap"
+#define SCRIBBLE_POOL  "scribbled-pool"
+#define PATTERN_INT_C0 0x100
+#define PATTERN_RANDOM 0x101
+
+static void scribble(void *base, size_t size, int pattern)
+{
+    size_t n = size < SCRIBBLE_BYTES ? size : SCRIBBLE_BYTES;
+    if (pattern == PATTERN_INT_C0) {
+        for (size_t i = 0; i + sizeof(int) <= n; i += sizeof(int)) {
+            int v = 0xc0;
+            memcpy((char *)base + i, &v, sizeof v);
+        }
+    } else if (pattern == PATTERN_RANDOM) {
+        tu_pattern_fill(base, n, 0x5c81bb1e);
+    } else {
+        memset(base, pattern, n);
+    }
+}
+
+/* The child: 0 when every call got an answer (a result or a named error). */
+static int scribbler(void *arg, int rd, int wr)
+{
+    (void)rd, (void)wr;
+    int pattern = *(const int *)arg;
+    struct mmsrv_client *c;
+    if (mmsrv_connect(g_d.address, &c) != 0)
+        return 1;
+    struct mmsrv_channel_spec ch[] = {{"ch", 8}};
+    struct mmsrv_region_spec heap = {.name = SCRIBBLE_HEAP,
+                                     .kind = MMSRV_HEAP,
+                                     .size = 1u << 20,
+                                     .uid = -1,
+                                     .gid = -1,
+                                     .mode = -1};
+    struct mmsrv_region_spec pool = {.name = SCRIBBLE_POOL,
+                                     .kind = MMSRV_IOB,
+                                     .bufsize = 256,
+                                     .count = 64,
+                                     .channels = ch,
+                                     .nchannels = 1,
+                                     .uid = -1,
+                                     .gid = -1,
+                                     .mode = -1};
+    struct mmsrv_region *rh, *rp;
+    if (mmsrv_create(c, &heap, NULL) != 0 || mmsrv_create(c, &pool, NULL) != 0 ||
+        mmsrv_attach(c, SCRIBBLE_HEAP, 0, &rh) != 0 || mmsrv_attach(c, SCRIBBLE_POOL, 0, &rp) != 0)
+        return 2;
+    /* something for the reclaim to find: a block and a buffer */
+    if (mm_malloc(rh->heap, 100) == NULL || iob_tryalloc(rp->pool, false) == NULL)
+        return 3;
+    scribble(rh->base, rh->size, pattern);
+    scribble(rp->base, rp->size, pattern);
+    struct mmsrv_stats st;
+    int a = mmsrv_stats(c, SCRIBBLE_HEAP, &st), b = mmsrv_stats(c, SCRIBBLE_POOL, &st);
+    if (a == -ECONNRESET || a == -EPIPE || b == -ECONNRESET || b == -EPIPE)
+        return 4; /* the daemon went away */
+    return 0;     /* exits attached, holding the block and the buffer */
+}
+
+static void test_scribbled_region_memory(void)
+{
+    begin();
+    static const int patterns[] = {0x00, 0xff, PATTERN_INT_C0, PATTERN_RANDOM};
+    for (size_t i = 0; i < sizeof patterns / sizeof patterns[0]; i++) {
+        struct it_child child;
+        CU_ASSERT_EQUAL_FATAL(it_spawn(&child, scribbler, (void *)&patterns[i]), 0);
+        int status = it_finish(&child, IT_WAIT_MS);
+        if (!tu_exited_ok(status))
+            fprintf(stderr, "\n    pattern %#x: the scribbler ended with status %#x\n", patterns[i],
+                    status);
+        CU_ASSERT(tu_exited_ok(status));
+        CU_ASSERT(it_served(&g_d));
+        struct mmsrv_client *c;
+        CU_ASSERT_EQUAL_FATAL(mmsrv_connect(g_d.address, &c), 0);
+        CU_ASSERT_EQUAL(mmsrv_destroy(c, SCRIBBLE_HEAP), 0);
+        CU_ASSERT_EQUAL(mmsrv_destroy(c, SCRIBBLE_POOL), 0);
+        mmsrv_disconnect(c);
+    }
+    end();
+}
+
 int main(void)
 {
     static const struct tu_test tests[] = {
@@ -739,6 +834,7 @@ int main(void)
         TU_TEST(test_client_never_reads),
         TU_TEST(test_descriptors_sent_to_daemon),
         TU_TEST(test_pipelined_calls),
+        TU_TEST(test_scribbled_region_memory),
         TU_END,
     };
     return tu_main("bad_input", tests);
