@@ -206,7 +206,7 @@ static int cmd_create(struct mmsrv_client *c, int argc, char **argv)
 static int cmd_stats(struct mmsrv_client *c, const char *name)
 {
     struct mmsrv_stats st;
-    char a[32], b[32];
+    char a[32], b[32], f[32], l[32]; /* one buffer per figure of a printf */
     int rc = mmsrv_stats(c, name, &st);
     if (rc < 0) {
         return fail(name, rc);
@@ -217,7 +217,7 @@ static int cmd_stats(struct mmsrv_client *c, const char *name)
     if (st.info.kind == MMSRV_HEAP) {
         printf("  heap: %s, arena %s, in use %s, free %s (largest %s, %" PRIu64 " chunks)\n",
                st.heap_state, human(st.arena, a, sizeof(a)), human(st.uordblks, b, sizeof(b)),
-               human(st.fordblks, a, sizeof(a)), human(st.mxordblk, b, sizeof(b)), st.ordblks);
+               human(st.fordblks, f, sizeof(f)), human(st.mxordblk, l, sizeof(l)), st.ordblks);
     } else {
         printf("  pool: %" PRIu32 " buffers of %" PRIu32 " bytes, %" PRIu32 " free, %" PRIu64
                " waits, %" PRIu32 " channels\n",
@@ -250,7 +250,10 @@ static int cmd_wait(const char *arg)
             }
         }
         clock_gettime(CLOCK_MONOTONIC, &now);
-        if ((uint64_t)(now.tv_sec - start.tv_sec) >= seconds) {
+        /* in milliseconds: whole seconds would give up to a second early */
+        int64_t waited_ms =
+            (int64_t)(now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+        if (waited_ms >= (int64_t)seconds * 1000) {
             return fail("the daemon did not answer in time", rc);
         }
         /* the socket appears when the daemon binds it: look again soon */
