@@ -22,6 +22,8 @@
  */
 #define _GNU_SOURCE
 #include "mmsrvd.h"
+#include "mm/iob.h"
+#include "mm/mm.h"
 
 #include <errno.h>
 #include <grp.h>
@@ -29,6 +31,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* The daemon holds a heap or pool handle per region it serves: the
+ * allocators' per-process tables must not run out before the region
+ * table does. */
+#define CONFIG_MAX_REGIONS 256
+_Static_assert(MM_CONFIG_MAX_HEAPS >= CONFIG_MAX_REGIONS &&
+                   IOB_CONFIG_MAX_POOLS >= CONFIG_MAX_REGIONS,
+               "every region the configuration allows gets a handle");
 
 #ifndef MMSRVD_CONFIG_PATH
 #define MMSRVD_CONFIG_PATH "/etc/mmsrvd/mmsrvd.conf"
@@ -302,7 +312,7 @@ static int cfg_apply(struct config *c, json_t *root)
                 errors++;
         } else if (strcmp(key, "max_regions") == 0) {
             /* ListRegions must fit in one 64 KiB message */
-            if (cfg_uint(c, key, v, 1, 256, &n) == 0)
+            if (cfg_uint(c, key, v, 1, CONFIG_MAX_REGIONS, &n) == 0)
                 c->defaults.max_regions = (size_t)n;
             else
                 errors++;

@@ -229,7 +229,10 @@ static int create_configured(const struct config *cfg)
             created++;
             continue;
         }
-        if (rc == -ENOSPC)
+        if (rc == -EUSERS)
+            log_err("config %s: regions[%zu] \"%s\": max_regions (%zu) reached", cfg->path, i,
+                    spec->name, region_limit());
+        else if (rc == -ENOSPC)
             log_err("config %s: regions[%zu] \"%s\": no space: needs %llu bytes, %llu free in "
                     "one run",
                     cfg->path, i, spec->name, (unsigned long long)need, (unsigned long long)avail);

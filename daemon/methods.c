@@ -159,6 +159,11 @@ static void m_create(struct dispatch_call *call, json_t *params)
             call, PROTO_ERR_NO_SPACE,
             json_pack("{s:I, s:I}", "requested", (json_int_t)need, "available", (json_int_t)avail));
         return;
+    case -EUSERS:
+        snprintf(why, sizeof(why), "max_regions (%zu) reached", region_limit());
+        dispatch_error(call, PROTO_ERR_RESOURCE_UNAVAILABLE,
+                       json_pack("{s:s, s:s}", "resource", "regions", "reason", why));
+        return;
     default:
         log_err("create region=%s: %s", spec.name, strerror(-rc));
         reply_unavailable(call, rc);

@@ -112,6 +112,7 @@ struct region_defaults {
 };
 void region_set_defaults(const struct region_defaults *d);
 size_t region_count(void);
+size_t region_limit(void); /* max_regions */
 
 /* The first live (not destroying) region of that name, or NULL. */
 struct region *region_find(const char *name);
@@ -120,8 +121,9 @@ struct region *region_first(void);
 
 /*
  * Create a region owned by uid/gid (used where the spec says -1) and log it.
- * 0 with *out; -EEXIST, -ENOSPC (*need and *avail in bytes), -EINVAL with
- * *bad (a spec member the allocators refused), or another negative errno.
+ * 0 with *out; -EEXIST, -EUSERS (max_regions reached), -ENOSPC (*need and
+ * *avail in bytes), -EINVAL with *bad (a spec member the allocators
+ * refused), or another negative errno.
  */
 int region_create(const struct region_spec *spec, uid_t uid, gid_t gid, pid_t pid,
                   struct region **out, const char **bad, uint64_t *need, uint64_t *avail);

@@ -41,6 +41,11 @@ size_t region_count(void)
     return nregions;
 }
 
+size_t region_limit(void)
+{
+    return defaults.max_regions;
+}
+
 struct region *region_first(void)
 {
     return regions;
@@ -322,8 +327,10 @@ int region_create(const struct region_spec *spec, uid_t uid, gid_t gid, pid_t pi
         size = round_pages(REGION_ALLOC_OFFSET + (uint64_t)pool);
     }
     *need = size;
-    if (size == 0 || nregions >= defaults.max_regions || size > segment_size()) {
-        *avail = nregions >= defaults.max_regions ? 0 : segment_largest_free();
+    if (nregions >= defaults.max_regions)
+        return -EUSERS; /* the table is full, whatever the space */
+    if (size == 0 || size > segment_size()) {
+        *avail = segment_largest_free();
         return -ENOSPC;
     }
 

@@ -362,14 +362,60 @@ static void test_destroy_frees_space_at_last_detach(void)
     it_stop(&g_d);
 }
 
+/* The region table holds max_regions regions (256 by default) of either
+ * kind, IOB pools included (the daemon holds a pool handle per pool: its
+ * table once ran out at 64, and creates failed as "no space"); the next one
+ * gets ResourceUnavailable naming the regions, and a destroy makes room. */
+#define TABLE_REGIONS 256
+
+static void test_region_table_limit(void)
+{
+    IT_START(&g_d, NULL);
+    struct mmsrv_client *c;
+    CU_ASSERT_EQUAL_FATAL(mmsrv_connect(g_d.address, &c), 0);
+    char name[32];
+    int made = 0;
+    for (int i = 0; i < TABLE_REGIONS; i++) {
+        snprintf(name, sizeof name, "%s-%d", i % 2 ? "heap" : "pool", i);
+        struct mmsrv_region_spec spec = {.name = name,
+                                         .kind = i % 2 ? MMSRV_HEAP : MMSRV_IOB,
+                                         .size = 4096,
+                                         .bufsize = 64,
+                                         .count = 4,
+                                         .uid = -1,
+                                         .gid = -1,
+                                         .mode = -1};
+        int rc = mmsrv_create(c, &spec, NULL);
+        if (rc != 0) {
+            fprintf(stderr, "\n    region %d: create %d %s\n", i, rc,
+                    mmsrv_error_name() != NULL ? mmsrv_error_name() : "");
+            break;
+        }
+        made++;
+    }
+    CU_ASSERT_EQUAL(made, TABLE_REGIONS);
+    struct mmsrv_region_spec one_more = {.name = "one-more",
+                                         .kind = MMSRV_IOB,
+                                         .bufsize = 64,
+                                         .count = 4,
+                                         .uid = -1,
+                                         .gid = -1,
+                                         .mode = -1};
+    CU_ASSERT_EQUAL(mmsrv_create(c, &one_more, NULL), -EAGAIN);
+    const char *err = mmsrv_error_name();
+    CU_ASSERT(err != NULL && strcmp(err, "io.mmsrvd.ResourceUnavailable") == 0);
+    CU_ASSERT_EQUAL(mmsrv_destroy(c, "pool-0"), 0);
+    CU_ASSERT_EQUAL(mmsrv_create(c, &one_more, NULL), 0);
+    mmsrv_disconnect(c);
+    it_stop(&g_d);
+}
+
 int main(void)
 {
     static const struct tu_test tests[] = {
-        TU_TEST(test_two_processes_share_a_heap),
-        TU_TEST(test_one_process_two_mappings),
-        TU_TEST(test_destroy_while_attached),
-        TU_TEST(test_destroy_frees_space_at_last_detach),
-        TU_END,
+        TU_TEST(test_two_processes_share_a_heap), TU_TEST(test_one_process_two_mappings),
+        TU_TEST(test_destroy_while_attached),     TU_TEST(test_destroy_frees_space_at_last_detach),
+        TU_TEST(test_region_table_limit),         TU_END,
     };
     return tu_main("share", tests);
 }

@@ -67,7 +67,8 @@ extern "C" {
 #if !defined(__linux__) /* microcontrollers, 64-bit ones too; not 32-bit Linux hosts */
 #define IOB_CONFIG_MAX_POOLS 2
 #else
-#define IOB_CONFIG_MAX_POOLS 64
+/* as many as heaps: mmsrvd holds one per IOB region it serves */
+#define IOB_CONFIG_MAX_POOLS 1024
 #endif
 #endif
 
