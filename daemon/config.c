@@ -363,6 +363,36 @@ static int cfg_apply(struct config *c, json_t *root)
     return errors == 0 ? 0 : -EINVAL;
 }
 
+/* The smallest segment the page allocator takes: its state and a page. */
+#define CONFIG_SEGMENT_MIN_PAGES 4
+
+int config_check(const struct config *c)
+{
+    int errors = 0;
+    char k[64];
+    if (c->segment_size < CONFIG_SEGMENT_MIN_PAGES * (uint64_t)c->page_size) {
+        CFG_ERR(c, "segment_size", "must be at least %d pages of page_size (%llu bytes)",
+                CONFIG_SEGMENT_MIN_PAGES,
+                (unsigned long long)(CONFIG_SEGMENT_MIN_PAGES * (uint64_t)c->page_size));
+        errors++;
+    }
+    for (size_t i = 0; i < c->nregions; i++) {
+        const struct region_spec *r = &c->regions[i];
+        if (r->kind == REGION_KIND_HEAP && r->size > c->segment_size) {
+            snprintf(k, sizeof(k), "regions[%zu].size", i);
+            CFG_ERR(c, k, "\"%s\" is larger than segment_size (%llu bytes)", r->name,
+                    (unsigned long long)c->segment_size);
+            errors++;
+        }
+    }
+    if (c->nregions > c->defaults.max_regions) {
+        CFG_ERR(c, "regions", "lists %zu regions, more than max_regions (%zu)", c->nregions,
+                c->defaults.max_regions);
+        errors++;
+    }
+    return errors == 0 ? 0 : -EINVAL;
+}
+
 int config_load(const char *path, struct config *out)
 {
     json_error_t err;

@@ -213,10 +213,13 @@ static void raise_nofile(void)
 }
 
 /* Create the configured regions that do not exist yet.  Returns the number
- * created, or -1 when one could not be (at start that is fatal). */
-static int create_configured(const struct config *cfg)
+ * created, or -1 at the first that could not be (at start that is fatal);
+ * with keep_going (a reload) every one is tried and *failed counts those
+ * that could not be. */
+static int create_configured(const struct config *cfg, bool keep_going, int *failed)
 {
     int created = 0;
+    *failed = 0;
     for (size_t i = 0; i < cfg->nregions; i++) {
         const struct region_spec *spec = &cfg->regions[i];
         if (region_find(spec->name) != NULL)
@@ -239,9 +242,35 @@ static int create_configured(const struct config *cfg)
         else
             log_err("config %s: regions[%zu] \"%s\": cannot create%s%s: %s", cfg->path, i,
                     spec->name, bad != NULL ? ", bad " : "", bad != NULL ? bad : "", strerror(-rc));
-        return -1;
+        (*failed)++;
+        if (!keep_going)
+            return -1;
     }
     return created;
+}
+
+/* What the daemon started with that only a restart changes: a reload says
+ * so when the file asks for something else, rather than ignore it. */
+static struct config started;
+
+static void warn_restart_only(const struct config *cfg)
+{
+    const char *what[6];
+    int n = 0;
+    if (flag_segment_size == 0 && cfg->segment_size != started.segment_size)
+        what[n++] = "segment_size";
+    if (cfg->page_size != started.page_size)
+        what[n++] = "page_size";
+    if (flag_socket[0] == '\0' && strcmp(cfg->socket, started.socket) != 0)
+        what[n++] = "socket";
+    if (cfg->limits.max_clients != started.limits.max_clients ||
+        cfg->limits.output_limit != started.limits.output_limit ||
+        cfg->limits.stall_ms != started.limits.stall_ms ||
+        cfg->limits.monitor_limit != started.limits.monitor_limit)
+        what[n++] = "the connection limits";
+    for (int i = 0; i < n; i++)
+        log_warn("reload: config %s: %s changed; it takes effect at the next start", cfg->path,
+                 what[i]);
 }
 
 /* ---- Signals ------------------------------------------------------------ */
@@ -284,10 +313,21 @@ static void on_signal(uv_signal_t *s, int signum)
             log_err("reload: the configuration has errors; nothing changed");
             return;
         }
+        if (config_check(&cfg) != 0) {
+            config_free(&cfg);
+            log_err("reload: the configuration has errors; nothing changed");
+            return;
+        }
+        warn_restart_only(&cfg);
         region_set_defaults(&cfg.defaults);
-        int n = create_configured(&cfg);
-        log_notice("reload: config %s: %d regions created", cfg.path[0] ? cfg.path : "(defaults)",
-                   n < 0 ? 0 : n);
+        int failed;
+        int n = create_configured(&cfg, true, &failed);
+        if (failed != 0)
+            log_err("reload: config %s: %d regions created, %d could not be (see above)",
+                    cfg.path[0] ? cfg.path : "(defaults)", n, failed);
+        else
+            log_notice("reload: config %s: %d regions created",
+                       cfg.path[0] ? cfg.path : "(defaults)", n);
         config_free(&cfg);
         return;
     }
@@ -358,6 +398,13 @@ int main(int argc, char **argv)
         cfg.segment_size = flag_segment_size;
     if (flag_socket[0] != '\0')
         snprintf(cfg.socket, sizeof(cfg.socket), "%s", flag_socket);
+    if (config_check(&cfg) != 0) {
+        config_free(&cfg);
+        return 1;
+    }
+    started = cfg; /* the settings only, for warn_restart_only */
+    started.regions = NULL;
+    started.nregions = 0;
     if (check_only) {
         printf("mmsrvd: configuration %s is valid (%zu regions)\n",
                cfg.path[0] ? cfg.path : "(defaults)", cfg.nregions);
@@ -400,7 +447,8 @@ int main(int argc, char **argv)
     int listen_fd = passed.listen_fd;
     passed.listen_fd = -1;
     sd_passed_free(&passed);
-    if (create_configured(&cfg) < 0)
+    int failed;
+    if (create_configured(&cfg, false, &failed) < 0)
         goto fail;
 
     if (listen_fd < 0) {

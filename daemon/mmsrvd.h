@@ -181,6 +181,10 @@ struct config {
  * or key, and what is wrong.
  */
 int config_load(const char *path, struct config *out);
+/* What only the whole configuration can tell (the segment against the page
+ * size and the regions), once command-line flags have overridden it: 0, or
+ * -EINVAL after logging each problem as config_load does. */
+int config_check(const struct config *c);
 void config_free(struct config *c);
 /* "64M", "4096", "1G": bytes; 0 with *out, or -EINVAL. */
 int config_parse_size(const char *text, uint64_t *out);

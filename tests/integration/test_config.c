@@ -67,6 +67,15 @@ static const struct bad_config bad_configs[] = {
      "regions[0].channels", "depth"},
     {"{ \"regions\": [ {\"name\": \"k\", \"kind\": \"stack\", \"size\": 4096} ] }",
      "regions[0].kind", ""},
+    /* each setting sound, the whole not */
+    {"{ \"segment_size\": 0 }", "segment_size", "at least 4 pages"},
+    {"{ \"segment_size\": \"4K\" }", "segment_size", "at least 4 pages"},
+    {"{ \"segment_size\": \"8M\", \"regions\": [ {\"name\": \"huge\", \"kind\": \"heap\","
+     " \"size\": \"9M\"} ] }",
+     "regions[0].size", "larger than segment_size"},
+    {"{ \"max_regions\": 1, \"regions\": [ {\"name\": \"a\", \"kind\": \"heap\", \"size\": 4096},"
+     " {\"name\": \"b\", \"kind\": \"heap\", \"size\": 4096} ] }",
+     "regions", "max_regions"},
     /* valid JSON, but the region cannot fit: startup stops all the same */
     {"{ \"segment_size\": \"8M\", \"regions\": [ {\"name\": \"huge\", \"kind\": \"heap\","
      " \"size\": \"64M\"} ] }",
@@ -269,6 +278,12 @@ static int log_says(void *arg)
     return strstr(read_text(d->log), "invalid JSON") != NULL;
 }
 
+static int log_says_reloaded(void *arg)
+{
+    const struct td_daemon *d = arg;
+    return strstr(read_text(d->log), "1 regions created, 1 could not be") != NULL;
+}
+
 static void test_sighup_rereads_configuration(void)
 {
     struct td_daemon d;
@@ -306,6 +321,25 @@ static void test_sighup_rereads_configuration(void)
     CU_ASSERT(reply != NULL && listed(reply, "first") != NULL && listed(reply, "second") != NULL);
     json_decref(reply);
     CU_ASSERT_EQUAL(tu_pattern_check(p, 4096, 77), 4096);
+
+    /* a region that does not fit: the ones after it are still made, the
+     * log counts both, and a setting only a restart applies is named */
+    CU_ASSERT_EQUAL_FATAL(
+        write_text(d.config,
+                   "{ \"segment_size\": \"128M\", \"regions\": [\n"
+                   "  { \"name\": \"first\", \"kind\": \"heap\", \"size\": \"1M\" },\n"
+                   "  { \"name\": \"too-big\", \"kind\": \"heap\", \"size\": \"100M\" },\n"
+                   "  { \"name\": \"third\", \"kind\": \"heap\", \"size\": \"1M\" }\n"
+                   "] }\n"),
+        0);
+    CU_ASSERT_EQUAL(kill(d.pid, SIGHUP), 0);
+    CU_ASSERT(tu_wait_until(log_says_reloaded, &d, 5000));
+    w.name = "third";
+    CU_ASSERT(region_listed(&w));
+    const char *log = read_text(d.log);
+    CU_ASSERT(strstr(log, "too-big") != NULL);
+    CU_ASSERT(strstr(log, "segment_size changed") != NULL);
+    CU_ASSERT(it_served(&d));
 
     mm_free(first->heap, p);
     CU_ASSERT_EQUAL(mmsrv_detach(c, first), 0);
