@@ -75,7 +75,7 @@ static int region_open(struct mmsrv_region *r, const struct attach_reply *a)
     if (a->info.kind == MMSRV_HEAP) {
         r->heap = mm_attach(start, size);
         if (r->heap == NULL) {
-            return -EUCLEAN;
+            return mm_last_error(NULL) == MM_ERR_HANDLES ? -EMFILE : -EUCLEAN;
         }
         /* Process-wide: blocks this process caches are recorded under the
          * id the daemon reclaims when this connection closes. */
@@ -83,7 +83,7 @@ static int region_open(struct mmsrv_region *r, const struct attach_reply *a)
     } else {
         r->pool = iob_pool_attach(start, size);
         if (r->pool == NULL) {
-            return -EUCLEAN;
+            return iob_pool_error(NULL) == -MM_ENOSPC ? -EMFILE : -EUCLEAN;
         }
         iob_pool_set_owner(r->pool, a->owner);
     }

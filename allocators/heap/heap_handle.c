@@ -12,6 +12,20 @@
 static mm_misuse_fn g_misuse_fn;
 static void *g_misuse_arg;
 
+/* Why the calling thread's last mm_initialize or mm_attach returned NULL
+ * (mm_last_error(NULL)): there is no handle to keep it in. */
+#if MM_CONFIG_PORT == MM_PORT_HOST
+static MM_PORT_THREAD_LOCAL enum mm_error g_open_error;
+#else
+static enum mm_error g_open_error;
+#endif
+
+static struct mm_heap_s *mm__open_failed(enum mm_error why)
+{
+    g_open_error = why;
+    return NULL;
+}
+
 #if MM_CONFIG_MULTIPROCESS
 static struct mm_heap_s g_handles[MM_CONFIG_MAX_HEAPS];
 
@@ -125,16 +139,15 @@ static bool mm__region_add(struct mm_heap_s *h, uintptr_t s, size_t size)
 struct mm_heap_s *mm_initialize(const char *name, void *heapstart, size_t heapsize)
 {
     if (heapstart == NULL || ((uintptr_t)heapstart & (MM_START_ALIGN - 1u)) != 0 ||
-        !mm__within_model(heapsize))
-        return NULL;
-    if ((heapsize & ~(size_t)(MM__ALIGN - 1u)) <
-        mm__align_up(sizeof(struct mm__header)) + MM__MINCHUNK + MM__HDR)
-        return NULL;
+        !mm__within_model(heapsize) ||
+        (heapsize & ~(size_t)(MM__ALIGN - 1u)) <
+            mm__align_up(sizeof(struct mm__header)) + MM__MINCHUNK + MM__HDR)
+        return mm__open_failed(MM_ERR_INVAL);
 
 #if MM_CONFIG_MULTIPROCESS
     struct mm_heap_s *h = mm__handle_claim(heapstart, heapsize);
     if (h == NULL)
-        return NULL;
+        return mm__open_failed(MM_ERR_HANDLES);
     struct mm__header *hd = mm__hdr(h);
     memset(hd, 0, sizeof(*hd));
 #else
@@ -147,7 +160,7 @@ struct mm_heap_s *mm_initialize(const char *name, void *heapstart, size_t heapsi
 #endif
     if (mm_port_lock_init(&hd->lock) != 0) {
         mm__handle_release(h);
-        return NULL;
+        return mm__open_failed(MM_ERR_LOCK);
     }
     hd->version = MM__VERSION;
     hd->size_bytes = (uint8_t)sizeof(mmsize_t);
@@ -164,15 +177,17 @@ struct mm_heap_s *mm_initialize(const char *name, void *heapstart, size_t heapsi
     mm__handle_set_r0(h, hd->region[0].start, hd->region[0].end);
     /* The magic goes in last: until then mm_attach refuses the memory. */
     mm_port_store32(&hd->magic, MM__MAGIC);
+    g_open_error = MM_OK;
     return h;
 }
 
 #if MM_CONFIG_MULTIPROCESS
 struct mm_heap_s *mm_attach(void *heapstart, size_t heapsize)
 {
-    if (heapstart == NULL || ((uintptr_t)heapstart & (MM_START_ALIGN - 1u)) != 0 ||
-        heapsize < sizeof(struct mm__header))
-        return NULL;
+    if (heapstart == NULL || ((uintptr_t)heapstart & (MM_START_ALIGN - 1u)) != 0)
+        return mm__open_failed(MM_ERR_INVAL);
+    if (heapsize < sizeof(struct mm__header))
+        return mm__open_failed(MM_ERR_NOTHEAP);
     const struct mm__header *hd = heapstart;
     /* Read each shared field once: a writer could change it between a check
      * and a use. */
@@ -182,22 +197,23 @@ struct mm_heap_s *mm_attach(void *heapstart, size_t heapsize)
         hd->size_bytes != sizeof(mmsize_t) || hd->debug != MM_CONFIG_DEBUG ||
         hd->header_size != sizeof(struct mm__header) || nregions == 0 ||
         nregions > MM_CONFIG_REGIONS || span > heapsize || span > (uint64_t)MM_MAX_HEAPSIZE ||
-        span < sizeof(struct mm__header) + MM__MINCHUNK + MM__HDR)
-        return NULL; /* a span below the header's would wrap every "limit - n" bound */
+        span < sizeof(struct mm__header) + MM__MINCHUNK + MM__HDR) /* else "limit - n" wraps */
+        return mm__open_failed(MM_ERR_NOTHEAP);
 
     /* Trust the recorded span only as far as the mapping reaches. */
     struct mm_heap_s *h = mm__handle_claim(heapstart, (size_t)span);
     if (h == NULL)
-        return NULL;
+        return mm__open_failed(MM_ERR_HANDLES);
     for (unsigned i = 0; i < nregions; i++) {
         size_t s, e;
         if (!mm__region_bounds(h, i, &s, &e) || e - s < MM__MINCHUNK) {
             mm__handle_release(h);
-            return NULL;
+            return mm__open_failed(MM_ERR_NOTHEAP);
         }
         if (i == 0)
             mm__handle_set_r0(h, s, e);
     }
+    g_open_error = MM_OK;
     return h;
 }
 
@@ -253,7 +269,7 @@ struct mm_heap_stats mm_heap_stats(struct mm_heap_s *h)
 
 enum mm_error mm_last_error(struct mm_heap_s *h)
 {
-    return h != NULL ? mm__error(h) : MM_ERR_INVAL;
+    return h != NULL ? mm__error(h) : g_open_error;
 }
 
 enum mm_error mm_heap_state(struct mm_heap_s *h)

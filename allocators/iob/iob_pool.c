@@ -77,6 +77,20 @@ size_t iob_pool_size(size_t bufsize, uint32_t count)
 
 /* ---- Handles ------------------------------------------------------------- */
 
+/* Why the calling thread's last iob_pool_initialize or iob_pool_attach
+ * returned NULL (iob_pool_error(NULL)): there is no handle to keep it in. */
+#if MM_CONFIG_PORT == MM_PORT_HOST
+static MM_PORT_THREAD_LOCAL int g_open_error;
+#else
+static int g_open_error;
+#endif
+
+static struct iob_pool_s *iob__open_failed(int err)
+{
+    g_open_error = err;
+    return NULL;
+}
+
 static struct iob_pool_s *iob__handle_claim(uint8_t *base, size_t size,
                                             const struct iob__layout *lo, uint32_t bufsize,
                                             uint32_t count, uint32_t throttle)
@@ -99,10 +113,11 @@ static struct iob_pool_s *iob__handle_claim(uint8_t *base, size_t size,
             h->spin = IOB_CONFIG_SPIN;
             iob__set_error(h, 0);
             memset(h->ch, 0, sizeof(h->ch));
+            g_open_error = 0;
             return h;
         }
     }
-    return NULL;
+    return iob__open_failed(-MM_ENOSPC);
 }
 
 void iob_pool_detach(struct iob_pool_s *h)
@@ -130,7 +145,7 @@ struct iob_pool_s *iob_pool_initialize(void *start, size_t size, size_t bufsize,
     struct iob__layout lo;
     if (start == NULL || ((uintptr_t)start & (IOB_POOL_ALIGN - 1u)) != 0 ||
         !iob__layout(bufsize, count, &lo) || lo.total > size || throttle >= count)
-        return NULL;
+        return iob__open_failed(-MM_EINVAL);
     uint8_t *base = start;
     struct iob_pool_s *h = iob__handle_claim(base, size, &lo, (uint32_t)bufsize, count, throttle);
     if (h == NULL)
@@ -140,7 +155,7 @@ struct iob_pool_s *iob_pool_initialize(void *start, size_t size, size_t bufsize,
     memset(hd, 0, sizeof(*hd));
     if (mm_port_lock_init(&hd->admin.lock) != 0) {
         iob_pool_detach(h);
-        return NULL;
+        return iob__open_failed(-MM_EINVAL);
     }
     hd->version = IOB__VERSION;
     hd->header_size = (uint16_t)sizeof(*hd);
@@ -191,9 +206,10 @@ struct iob_pool_s *iob_pool_initialize(void *start, size_t size, size_t bufsize,
 #if MM_CONFIG_MULTIPROCESS
 struct iob_pool_s *iob_pool_attach(void *start, size_t size)
 {
-    if (start == NULL || ((uintptr_t)start & (IOB_POOL_ALIGN - 1u)) != 0 ||
-        size < sizeof(struct iob__header))
-        return NULL;
+    if (start == NULL || ((uintptr_t)start & (IOB_POOL_ALIGN - 1u)) != 0)
+        return iob__open_failed(-MM_EINVAL);
+    if (size < sizeof(struct iob__header))
+        return iob__open_failed(-MM_EBADMSG);
     const struct iob__header *hd = start;
     struct iob__layout lo;
     uint32_t bufsize = hd->bufsize, count = hd->count, throttle = hd->throttle;
@@ -204,7 +220,7 @@ struct iob_pool_s *iob_pool_attach(void *start, size_t size)
         throttle >= count || hd->stride != lo.stride || hd->desc_off != lo.desc_off ||
         hd->qent_off != lo.qent_off || hd->chan_off != lo.chan_off || hd->data_off != lo.data_off ||
         hd->total != lo.total || lo.total > size)
-        return NULL;
+        return iob__open_failed(-MM_EBADMSG);
     return iob__handle_claim(start, size, &lo, bufsize, count, throttle);
 }
 #endif
@@ -230,7 +246,7 @@ void iob_pool_set_spin(struct iob_pool_s *h, uint32_t spins)
 
 int iob_pool_error(const struct iob_pool_s *h)
 {
-    return h != NULL ? iob__error(h) : -MM_EINVAL;
+    return h != NULL ? iob__error(h) : g_open_error;
 }
 
 uint32_t iob_pool_bufsize(const struct iob_pool_s *h)

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "itest.h"
+#include "mm/iob.h"
 #include "mm/mm.h"
 #include "mmsrv/mmsrv.h"
 #include "test_util.h"
@@ -410,12 +411,48 @@ static void test_region_table_limit(void)
     it_stop(&g_d);
 }
 
+/* A process that attaches more regions than the allocators have handles
+ * for gets -EMFILE (it once got -EUCLEAN, "the memory is corrupt"), and
+ * attaches again once it detached one. */
+static void test_out_of_handles(void)
+{
+    IT_START(&g_d, NULL);
+    struct mmsrv_client *c;
+    CU_ASSERT_EQUAL_FATAL(mmsrv_connect(g_d.address, &c), 0);
+    struct mmsrv_region_spec spec = {.name = "handles",
+                                     .kind = MMSRV_IOB,
+                                     .bufsize = 64,
+                                     .count = 4,
+                                     .uid = -1,
+                                     .gid = -1,
+                                     .mode = -1};
+    CU_ASSERT_EQUAL_FATAL(mmsrv_create(c, &spec, NULL), 0);
+    static struct mmsrv_region *r[IOB_CONFIG_MAX_POOLS + 1];
+    size_t n = 0;
+    int rc = 0;
+    while (n <= IOB_CONFIG_MAX_POOLS && (rc = mmsrv_attach(c, "handles", 0, &r[n])) == 0)
+        n++;
+    CU_ASSERT_EQUAL(rc, -EMFILE);
+    CU_ASSERT(n > IOB_CONFIG_MAX_POOLS / 2 && n <= IOB_CONFIG_MAX_POOLS);
+    CU_ASSERT_EQUAL(mmsrv_detach(c, r[--n]), 0);
+    CU_ASSERT_EQUAL(mmsrv_attach(c, "handles", 0, &r[n]), 0);
+    n++;
+    while (n > 0)
+        CU_ASSERT_EQUAL(mmsrv_detach(c, r[--n]), 0);
+    mmsrv_disconnect(c);
+    it_stop(&g_d);
+}
+
 int main(void)
 {
     static const struct tu_test tests[] = {
-        TU_TEST(test_two_processes_share_a_heap), TU_TEST(test_one_process_two_mappings),
-        TU_TEST(test_destroy_while_attached),     TU_TEST(test_destroy_frees_space_at_last_detach),
-        TU_TEST(test_region_table_limit),         TU_END,
+        TU_TEST(test_two_processes_share_a_heap),
+        TU_TEST(test_one_process_two_mappings),
+        TU_TEST(test_destroy_while_attached),
+        TU_TEST(test_destroy_frees_space_at_last_detach),
+        TU_TEST(test_region_table_limit),
+        TU_TEST(test_out_of_handles),
+        TU_END,
     };
     return tu_main("share", tests);
 }

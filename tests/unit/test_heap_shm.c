@@ -830,12 +830,44 @@ static void test_broken_chain(void)
 
 #endif
 
+/* Why mm_initialize or mm_attach returned NULL: mm_last_error(NULL). */
+static void test_open_errors(void)
+{
+    struct shm_heap s;
+    shm_open_heap(&s, SHM_HEAP);
+    CU_ASSERT_EQUAL(mm_last_error(NULL), MM_OK);
+    CU_ASSERT_PTR_NULL(mm_initialize("x", s.a + 1, 4096));
+    CU_ASSERT_EQUAL(mm_last_error(NULL), MM_ERR_INVAL);
+    static uint8_t zeros[8192] __attribute__((aligned(64)));
+    CU_ASSERT_PTR_NULL(mm_attach(zeros, sizeof zeros));
+    CU_ASSERT_EQUAL(mm_last_error(NULL), MM_ERR_NOTHEAP);
+
+    /* every handle of this process's table, then one more */
+    static struct mm_heap_s *more[MM_CONFIG_MAX_HEAPS];
+    size_t n = 0;
+    while (n < MM_CONFIG_MAX_HEAPS && (more[n] = mm_attach(s.a, s.size)) != NULL)
+        n++;
+    CU_ASSERT(n > 0 && n < MM_CONFIG_MAX_HEAPS); /* s.h holds one */
+    CU_ASSERT_EQUAL(mm_last_error(NULL), MM_ERR_HANDLES);
+    while (n > 0)
+        mm_detach(more[--n]);
+    struct mm_heap_s *h = mm_attach(s.a, s.size);
+    CU_ASSERT_PTR_NOT_NULL(h);
+    CU_ASSERT_EQUAL(mm_last_error(NULL), MM_OK);
+    mm_detach(h);
+    shm_close_heap(&s);
+}
+
 int main(void)
 {
     static const struct tu_test tests[] = {
-        TU_TEST(test_position_independence),           TU_TEST(test_processes_hammer),
-        TU_TEST(test_sigkill_in_critical_section),     TU_TEST(test_broken_chain),
-        TU_TEST(test_lock_wait_bounds_a_stuck_holder), TU_END,
+        TU_TEST(test_open_errors),
+        TU_TEST(test_position_independence),
+        TU_TEST(test_processes_hammer),
+        TU_TEST(test_sigkill_in_critical_section),
+        TU_TEST(test_broken_chain),
+        TU_TEST(test_lock_wait_bounds_a_stuck_holder),
+        TU_END,
     };
     return tu_main("heap_shm", tests);
 }

@@ -598,9 +598,39 @@ static void t_reclaim_while_working(void)
     iw_pool_destroy(&p);
 }
 
+/* Why iob_pool_initialize or iob_pool_attach returned NULL:
+ * iob_pool_error(NULL). */
+static void t_open_errors(void)
+{
+    struct iw_pool p;
+    CU_ASSERT_FATAL(iw_pool_make(&p, 128, 16, 0));
+    CU_ASSERT_EQUAL(iob_pool_error(NULL), 0);
+    CU_ASSERT_PTR_NULL(iob_pool_initialize(p.mem + 1, p.size, 128, 16, 0));
+    CU_ASSERT_EQUAL(iob_pool_error(NULL), -MM_EINVAL);
+    static uint8_t zeros[8192] __attribute__((aligned(64)));
+    CU_ASSERT_PTR_NULL(iob_pool_attach(zeros, sizeof zeros));
+    CU_ASSERT_EQUAL(iob_pool_error(NULL), -MM_EBADMSG);
+
+    /* every handle of this process's table, then one more */
+    static struct iob_pool_s *more[IOB_CONFIG_MAX_POOLS];
+    size_t n = 0;
+    while (n < IOB_CONFIG_MAX_POOLS && (more[n] = iob_pool_attach(p.mem, p.size)) != NULL)
+        n++;
+    CU_ASSERT(n > 0 && n < IOB_CONFIG_MAX_POOLS); /* p.h holds one */
+    CU_ASSERT_EQUAL(iob_pool_error(NULL), -MM_ENOSPC);
+    while (n > 0)
+        iob_pool_detach(more[--n]);
+    struct iob_pool_s *h = iob_pool_attach(p.mem, p.size);
+    CU_ASSERT_PTR_NOT_NULL(h);
+    CU_ASSERT_EQUAL(iob_pool_error(NULL), 0);
+    iob_pool_detach(h);
+    iw_pool_destroy(&p);
+}
+
 int main(void)
 {
     static const struct tu_test tests[] = {
+        TU_TEST(t_open_errors),
         TU_TEST(t_waiter_woken_by_free),
         TU_TEST(t_receiver_woken_by_send),
         TU_TEST(t_exclusive_under_contention),

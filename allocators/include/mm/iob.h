@@ -160,7 +160,7 @@ size_t iob_pool_size(size_t bufsize, uint32_t count);
  * `throttle` free buffers to unthrottled ones; throttle < count.  Every
  * buffer starts free, every channel slot unused.
  * Returns a handle, or NULL: bad arguments, memory too small, no handle left
- * in this process.  O(count).  Not safe against other calls on the same
+ * in this process (iob_pool_error(NULL) says which).  O(count).  Not safe against other calls on the same
  * memory; other processes attach after it returns.
  */
 struct iob_pool_s *iob_pool_initialize(void *start, size_t size, size_t bufsize, uint32_t count,
@@ -173,7 +173,7 @@ struct iob_pool_s *iob_pool_initialize(void *start, size_t size, size_t bufsize,
  * build's port and channel layout, and a layout that, recomputed from the
  * recorded buffer size and count, fits in size.
  * Returns a handle, or NULL if the memory holds no such pool or no handle is
- * left.  O(1), no lock.
+ * left (iob_pool_error(NULL) says which).  O(1), no lock.
  */
 #if MM_CONFIG_MULTIPROCESS /* microcontrollers: one program, nobody to attach or reclaim */
 struct iob_pool_s *iob_pool_attach(void *start, size_t size);
@@ -196,7 +196,11 @@ uint32_t iob_pool_owner(struct iob_pool_s *pool);
 void iob_pool_set_spin(struct iob_pool_s *pool, uint32_t spins);
 
 /* The code of the last failure of a call through this handle that returns
- * a buffer (0 if none); threads sharing the handle share it. */
+ * a buffer (0 if none); threads sharing the handle share it.  With NULL:
+ * why the calling thread's last iob_pool_initialize or iob_pool_attach
+ * returned NULL (0 after one that succeeded): -MM_EINVAL (arguments),
+ * -MM_EBADMSG (the memory holds no pool of this build's layout and size),
+ * -MM_ENOSPC (no free handle, IOB_CONFIG_MAX_POOLS). */
 int iob_pool_error(const struct iob_pool_s *pool);
 
 /* Bytes of data per buffer, and the number of buffers. */

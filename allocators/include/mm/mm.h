@@ -101,7 +101,8 @@ enum mm_error {
  * to MM_START_ALIGN and heapsize within the model's
  * limit (MM_MAX_HEAPSIZE) and large enough for the header and one chunk.
  * name (may be NULL) is copied, up to 31 bytes.
- * Returns a handle, or NULL: bad arguments, or no handle left.
+ * Returns a handle, or NULL: bad arguments (MM_ERR_INVAL), or no handle left
+ * (MM_ERR_HANDLES); mm_last_error(NULL) says which.
  * Not thread-safe against other calls on the same memory.
  */
 struct mm_heap_s *mm_initialize(const char *name, void *heapstart, size_t heapsize);
@@ -111,8 +112,9 @@ struct mm_heap_s *mm_initialize(const char *name, void *heapstart, size_t heapsi
  * maybe in another process and at another address.  heapsize is the size of
  * this mapping; it must cover every region of the heap.  The header (magic,
  * layout version, model, debug layout, region table) is validated.
- * Returns a handle, or NULL if the memory holds no valid heap of that size or
- * no handle is left.  Takes no lock.
+ * Returns a handle, or NULL if the memory holds no valid heap of that size
+ * (MM_ERR_NOTHEAP) or no handle is left (MM_ERR_HANDLES); mm_last_error(NULL)
+ * says which.  Takes no lock.
  */
 #if MM_CONFIG_MULTIPROCESS
 struct mm_heap_s *mm_attach(void *heapstart, size_t heapsize);
@@ -215,7 +217,9 @@ struct mm_heap_stats mm_heap_stats(struct mm_heap_s *heap);
 int mm_checkcorruption(struct mm_heap_s *heap);
 
 /* Why the last failed call through this handle failed.  The handle is
- * process-local; threads sharing it see each other's failures. */
+ * process-local; threads sharing it see each other's failures.  With NULL:
+ * why the calling thread's last mm_initialize or mm_attach returned NULL
+ * (MM_OK after one that succeeded). */
 enum mm_error mm_last_error(struct mm_heap_s *heap);
 
 /* MM_OK, or MM_ERR_BROKEN if the heap refuses work. */

@@ -20,7 +20,8 @@
  * the daemon went away, -ETIMEDOUT no reply in time (the connection is then
  * closed: a late reply could not be told from the next one), -EUCLEAN an
  * attached region's memory does not hold what the daemon said (header, heap
- * or pool), -EBUSY a call on a connection that is a monitor stream
+ * or pool), -EMFILE this process holds as many heap or pool handles as the
+ * allocators allow (detach some first), -EBUSY a call on a connection that is a monitor stream
  * (mmsrv_monitor_start()), -ENOSYS MethodNotFound (a daemon without the
  * method: an older one).
  * Failures the daemon did not answer with an error leave mmsrv_error_name()
