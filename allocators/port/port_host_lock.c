@@ -102,7 +102,9 @@ uint64_t mm_port_lock_self_slow(void)
 }
 
 /* Whether the thread whose id is tid (in this namespace) is gone: no such
- * task, or one that is dead and waits to be reaped (state Z or X). */
+ * task, or one that is dead and waits to be reaped (state Z or X).  A
+ * thread id is a pid to kill(), which sends to its whole process: fine for
+ * signal 0. */
 static bool mm_port__thread_dead(uint32_t tid)
 {
     char path[32] = "/proc/";
@@ -119,9 +121,11 @@ static bool mm_port__thread_dead(uint32_t tid)
 
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        if (errno != ENOENT || access("/proc/self/stat", F_OK) != 0)
-            return false; /* cannot tell (no /proc?): alive, as far as we know */
-        return true;
+        if (errno == ENOENT && access("/proc/self/stat", F_OK) == 0)
+            return true;
+        /* No /proc here: a signal 0 tells a task that is gone (ESRCH),
+         * though not a zombie from a live one. */
+        return kill((pid_t)tid, 0) != 0 && errno == ESRCH;
     }
     char buf[512];
     ssize_t got = read(fd, buf, sizeof(buf) - 1u);
