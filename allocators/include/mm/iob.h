@@ -160,8 +160,9 @@ size_t iob_pool_size(size_t bufsize, uint32_t count);
  * `throttle` free buffers to unthrottled ones; throttle < count.  Every
  * buffer starts free, every channel slot unused.
  * Returns a handle, or NULL: bad arguments, memory too small, no handle left
- * in this process (iob_pool_error(NULL) says which).  O(count).  Not safe against other calls on the same
- * memory; other processes attach after it returns.
+ * in this process (iob_pool_error(NULL) says which).  O(count).  Not safe
+ * against other calls on the same memory; other processes attach after it
+ * returns.
  */
 struct iob_pool_s *iob_pool_initialize(void *start, size_t size, size_t bufsize, uint32_t count,
                                        uint32_t throttle);
