@@ -363,6 +363,18 @@ static void test_destroy_frees_space_at_last_detach(void)
     it_stop(&g_d);
 }
 
+/* A small IOB region (4 buffers of 64 bytes), owned by its creator. */
+static struct mmsrv_region_spec small_pool(const char *name)
+{
+    return (struct mmsrv_region_spec){.name = name,
+                                      .kind = MMSRV_IOB,
+                                      .bufsize = 64,
+                                      .count = 4,
+                                      .uid = -1,
+                                      .gid = -1,
+                                      .mode = -1};
+}
+
 /* The region table holds max_regions regions (256 by default) of either
  * kind, IOB pools included (the daemon holds a pool handle per pool: its
  * table once ran out at 64, and creates failed as "no space"); the next one
@@ -378,14 +390,11 @@ static void test_region_table_limit(void)
     int made = 0;
     for (int i = 0; i < TABLE_REGIONS; i++) {
         snprintf(name, sizeof name, "%s-%d", i % 2 ? "heap" : "pool", i);
-        struct mmsrv_region_spec spec = {.name = name,
-                                         .kind = i % 2 ? MMSRV_HEAP : MMSRV_IOB,
-                                         .size = 4096,
-                                         .bufsize = 64,
-                                         .count = 4,
-                                         .uid = -1,
-                                         .gid = -1,
-                                         .mode = -1};
+        struct mmsrv_region_spec spec = small_pool(name);
+        if (i % 2) {
+            spec.kind = MMSRV_HEAP;
+            spec.size = 4096;
+        }
         int rc = mmsrv_create(c, &spec, NULL);
         if (rc != 0) {
             fprintf(stderr, "\n    region %d: create %d %s\n", i, rc,
@@ -395,13 +404,7 @@ static void test_region_table_limit(void)
         made++;
     }
     CU_ASSERT_EQUAL(made, TABLE_REGIONS);
-    struct mmsrv_region_spec one_more = {.name = "one-more",
-                                         .kind = MMSRV_IOB,
-                                         .bufsize = 64,
-                                         .count = 4,
-                                         .uid = -1,
-                                         .gid = -1,
-                                         .mode = -1};
+    struct mmsrv_region_spec one_more = small_pool("one-more");
     CU_ASSERT_EQUAL(mmsrv_create(c, &one_more, NULL), -EAGAIN);
     const char *err = mmsrv_error_name();
     CU_ASSERT(err != NULL && strcmp(err, "io.mmsrvd.ResourceUnavailable") == 0);
@@ -419,13 +422,7 @@ static void test_out_of_handles(void)
     IT_START(&g_d, NULL);
     struct mmsrv_client *c;
     CU_ASSERT_EQUAL_FATAL(mmsrv_connect(g_d.address, &c), 0);
-    struct mmsrv_region_spec spec = {.name = "handles",
-                                     .kind = MMSRV_IOB,
-                                     .bufsize = 64,
-                                     .count = 4,
-                                     .uid = -1,
-                                     .gid = -1,
-                                     .mode = -1};
+    struct mmsrv_region_spec spec = small_pool("handles");
     CU_ASSERT_EQUAL_FATAL(mmsrv_create(c, &spec, NULL), 0);
     static struct mmsrv_region *r[IOB_CONFIG_MAX_POOLS + 1];
     size_t n = 0;
