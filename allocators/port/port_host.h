@@ -13,8 +13,9 @@
  * The word: 0 when free; else the holder's thread id (bits 0-29), the
  * waiters bit (31), and in the high half a tag of the holder's pid
  * namespace.  A waiter that has slept a while looks whether the holder
- * still lives (port_host_lock.c), and takes the lock over from a dead one:
- * MM_PORT_LOCKED_OWNER_DIED, as a robust mutex would say.
+ * still lives (port_host_lock.c, port_host_liveness.c), and takes the lock
+ * over from a dead one: MM_PORT_LOCKED_OWNER_DIED, as a robust mutex would
+ * say.
  */
 #ifndef MM_PORT_HOST_H
 #define MM_PORT_HOST_H

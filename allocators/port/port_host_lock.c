@@ -13,20 +13,17 @@
  * heap or pool lock for milliseconds is not what live holders do, so the
  * look costs nothing that matters.
  *
- * Thread ids mean something only in the pid namespace they were taken in:
- * the holder's word carries a tag of its namespace, and a waiter in another
- * namespace never judges it (it waits, up to mm_set_lock_wait).
+ * Thread ids mean something only in the pid namespace they were taken in,
+ * so the holder's word carries a tag of its namespace; how a waiter judges
+ * a holder of its own namespace, or of another, is port_host_liveness.c's.
  */
 #define _GNU_SOURCE
 #include "mm/mm.h" /* mm_set_lock_wait */
 #include "mm_port.h"
+#include "port_host_liveness.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdbool.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -63,14 +60,13 @@ void mm_port_lock_destroy(mm_port_lock_t *lock)
 /* ---- Who holds it ---------------------------------------------------------- */
 
 __thread __attribute__((tls_model("initial-exec"))) uint64_t mm_port__lock_self;
-static uint32_t g_pidns_tag; /* 0: not read yet in this process */
 static pthread_once_t g_self_once = PTHREAD_ONCE_INIT;
 
 static void mm_port__lock_after_fork(void)
 {
     /* the child's one thread has a new id, maybe in a new namespace */
     mm_port__lock_self = 0;
-    __atomic_store_n(&g_pidns_tag, 0u, __ATOMIC_RELAXED);
+    mm_port_pidns_forget();
 }
 
 static void mm_port__lock_once(void)
@@ -78,67 +74,12 @@ static void mm_port__lock_once(void)
     (void)pthread_atfork(NULL, NULL, mm_port__lock_after_fork);
 }
 
-/* The calling process's pid namespace, as a tag that differs between
- * namespaces (the low bits of its nsfs inode).  Never 0. */
-static uint32_t mm_port__pidns(void)
-{
-    uint32_t tag = __atomic_load_n(&g_pidns_tag, __ATOMIC_RELAXED);
-    if (tag == 0) {
-        struct stat st;
-        tag = stat("/proc/self/ns/pid", &st) == 0 ? (uint32_t)st.st_ino : 0u;
-        if (tag == 0)
-            tag = 1; /* no /proc: all such processes are taken as one namespace */
-        __atomic_store_n(&g_pidns_tag, tag, __ATOMIC_RELAXED);
-    }
-    return tag;
-}
-
 uint64_t mm_port_lock_self_slow(void)
 {
     (void)pthread_once(&g_self_once, mm_port__lock_once);
     uint64_t tid = (uint64_t)syscall(SYS_gettid) & MM_PORT__TID_MASK;
-    mm_port__lock_self = tid | (uint64_t)mm_port__pidns() << 32;
+    mm_port__lock_self = tid | (uint64_t)mm_port_pidns() << 32;
     return mm_port__lock_self;
-}
-
-/* Whether the thread whose id is tid (in this namespace) is gone: no such
- * task, or one that is dead and waits to be reaped (state Z or X).  A
- * thread id is a pid to kill(), which sends to its whole process: fine for
- * signal 0. */
-static bool mm_port__thread_dead(uint32_t tid)
-{
-    char path[32] = "/proc/";
-    char digits[12];
-    int n = 0;
-    do {
-        digits[n++] = (char)('0' + tid % 10u);
-        tid /= 10u;
-    } while (tid != 0);
-    size_t len = 6;
-    while (n > 0)
-        path[len++] = digits[--n];
-    memcpy(path + len, "/stat", 6);
-
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT && access("/proc/self/stat", F_OK) == 0)
-            return true;
-        /* No /proc here: a signal 0 tells a task that is gone (ESRCH),
-         * though not a zombie from a live one. */
-        return kill((pid_t)tid, 0) != 0 && errno == ESRCH;
-    }
-    char buf[512];
-    ssize_t got = read(fd, buf, sizeof(buf) - 1u);
-    close(fd);
-    if (got <= 0)
-        return true; /* went away while we looked */
-    buf[got] = '\0';
-    /* "pid (comm) S ...": comm may hold anything, so the state follows the
-     * last ')'. */
-    const char *p = strrchr(buf, ')');
-    if (p == NULL || p[1] != ' ')
-        return false;
-    return p[2] == 'Z' || p[2] == 'X';
 }
 
 /* Whether the holder named by the word w is dead, as far as this process
@@ -146,11 +87,11 @@ static bool mm_port__thread_dead(uint32_t tid)
 static bool mm_port__holder_dead(uint64_t w)
 {
     uint32_t tid = (uint32_t)(w & MM_PORT__TID_MASK);
-    if (tid == 0 || (uint32_t)(w >> 32) != mm_port__pidns())
-        return false; /* scribbled, or another namespace's id */
-    if (tid == (uint32_t)(mm_port__lock_self & MM_PORT__TID_MASK))
+    if (tid == 0)
+        return false; /* scribbled: a free lock's word with bits set */
+    if ((w & ~MM_PORT_LOCK_WAITERS) == mm_port__lock_self)
         return false; /* ours: a relock by the holder itself, never a takeover */
-    return mm_port__thread_dead(tid);
+    return mm_port_thread_dead(tid, (uint32_t)(w >> 32));
 }
 
 /* ---- Waiting ----------------------------------------------------------------- */

@@ -2,12 +2,15 @@
  * test_port_lock.c - the host port's lock (allocators/port/port_host.h):
  * mutual exclusion between threads and between processes, taking the lock
  * over from a holder that died (killed and reaped, killed and not yet
- * reaped, a thread that exited), never from one that lives, and what
- * scribbled lock words do.
+ * reaped, a thread that exited, one of another pid namespace), never from
+ * one that lives, and what scribbled lock words do.
  */
 #define _GNU_SOURCE
 #include <CUnit/CUnit.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
@@ -190,9 +193,10 @@ static void test_live_holder_is_waited_for(void)
     shared_free(g);
 }
 
-/* Scribbled words: a thread id that no task has is a dead holder; one of
- * another pid namespace is never judged (waited for); a waiters bit alone
- * is a free lock. */
+/* Scribbled words: a thread id that no task has is a dead holder, and so
+ * is one of a pid namespace that has no task (judged from the initial
+ * namespace, where the tests run as mmsrvd does); a waiters bit alone is a
+ * free lock. */
 static void test_scribbled_words(void)
 {
     struct guarded *g = shared_new();
@@ -209,12 +213,66 @@ static void test_scribbled_words(void)
     mm_port_unlock(&g->lock);
 
     g->lock.word = ((ns ^ 0x5a5a5a5au) << 32) | 0x3ffffff0u;
-    CU_ASSERT_EQUAL(lock_within(g, 50, &ms), -MM_ETIMEDOUT);
+    CU_ASSERT_EQUAL(lock_within(g, 5000, &ms), MM_PORT_LOCKED_OWNER_DIED);
+    mm_port_unlock(&g->lock);
 
     g->lock.word = MM_PORT_LOCK_WAITERS;
     CU_ASSERT_EQUAL(lock_within(g, 50, &ms), MM_PORT_LOCKED);
     mm_port_unlock(&g->lock);
     CU_ASSERT_EQUAL(g->lock.word, 0);
+    shared_free(g);
+}
+
+/* A holder in another pid namespace (a client in a container), seen from
+ * the initial namespace (where mmsrvd runs): waited for while it lives,
+ * taken over once it died.  Needs root, for the new namespace. */
+static void test_holder_in_another_namespace(void)
+{
+    struct guarded *g = shared_new();
+    int pfd[2];
+    CU_ASSERT_FATAL(pipe(pfd) == 0);
+    pid_t child = fork();
+    CU_ASSERT_FATAL(child >= 0);
+    if (child == 0) {
+        /* the child stays where it is; its children go to a new namespace */
+        close(pfd[0]);
+        if (unshare(CLONE_NEWPID) != 0)
+            _exit(2);
+        pid_t holder = fork();
+        if (holder == 0) {
+            int r = mm_port_lock(&g->lock); /* as pid 1 of the new namespace */
+            (void)!write(pfd[1], &r, sizeof r);
+            for (;;)
+                pause();
+        }
+        if (holder < 0)
+            _exit(3);
+        (void)!write(pfd[1], &holder, sizeof holder);
+        int st;
+        waitpid(holder, &st, 0);
+        _exit(0);
+    }
+    close(pfd[1]);
+    pid_t holder = -1;
+    int r = -1;
+    bool started = tu_read_full(pfd[0], &holder, sizeof holder, 10000) == (long)sizeof holder &&
+                   tu_read_full(pfd[0], &r, sizeof r, 10000) == (long)sizeof r;
+    close(pfd[0]);
+    if (!started)
+        fprintf(stderr, "\n    no holder in a new pid namespace (not root?)\n");
+    CU_ASSERT_FATAL(started);
+    CU_ASSERT_EQUAL(r, MM_PORT_LOCKED);
+    uint64_t word = __atomic_load_n(&g->lock.word, __ATOMIC_RELAXED);
+    CU_ASSERT_EQUAL(word & 0x3fffffffu, 1); /* its id in its own namespace */
+
+    uint64_t ms;
+    CU_ASSERT_EQUAL(lock_within(g, 300, &ms), -MM_ETIMEDOUT); /* it lives */
+    kill(holder, SIGKILL);
+    CU_ASSERT(tu_exited_ok(tu_wait_child(child, 10000)));
+    CU_ASSERT_EQUAL(lock_within(g, 5000, &ms), MM_PORT_LOCKED_OWNER_DIED);
+    CU_ASSERT(ms < 1000);
+    CU_ASSERT_NOT_EQUAL(g->lock.word >> 32, word >> 32); /* ours now */
+    mm_port_unlock(&g->lock);
     shared_free(g);
 }
 
@@ -229,6 +287,7 @@ int main(void)
         TU_TEST(test_exited_thread_is_taken_over),
         TU_TEST(test_live_holder_is_waited_for),
         TU_TEST(test_scribbled_words),
+        TU_TEST(test_holder_in_another_namespace),
         TU_END,
     };
     // clang-format on
