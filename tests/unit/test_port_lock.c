@@ -234,20 +234,25 @@ static void test_holder_in_another_namespace(void)
     pid_t child = fork();
     CU_ASSERT_FATAL(child >= 0);
     if (child == 0) {
-        /* the child stays where it is; its children go to a new namespace */
+        /* the child stays where it is; its children go to a new namespace.
+         * It passes on the holder's pid and then the holder's result, in
+         * that order (two writers on one pipe would race). */
         close(pfd[0]);
-        if (unshare(CLONE_NEWPID) != 0)
+        int hfd[2];
+        if (unshare(CLONE_NEWPID) != 0 || pipe(hfd) != 0)
             _exit(2);
         pid_t holder = fork();
         if (holder == 0) {
             int r = mm_port_lock(&g->lock); /* as pid 1 of the new namespace */
-            (void)!write(pfd[1], &r, sizeof r);
+            (void)!write(hfd[1], &r, sizeof r);
             for (;;)
                 pause();
         }
-        if (holder < 0)
+        int r = -1;
+        if (holder < 0 || tu_read_full(hfd[0], &r, sizeof r, 10000) != (long)sizeof r)
             _exit(3);
         (void)!write(pfd[1], &holder, sizeof holder);
+        (void)!write(pfd[1], &r, sizeof r);
         int st;
         waitpid(holder, &st, 0);
         _exit(0);
@@ -260,7 +265,7 @@ static void test_holder_in_another_namespace(void)
     close(pfd[0]);
     if (!started)
         fprintf(stderr, "\n    no holder in a new pid namespace (not root?)\n");
-    CU_ASSERT_FATAL(started);
+    CU_ASSERT_FATAL(started && holder > 0);
     CU_ASSERT_EQUAL(r, MM_PORT_LOCKED);
     uint64_t word = __atomic_load_n(&g->lock.word, __ATOMIC_RELAXED);
     CU_ASSERT_EQUAL(word & 0x3fffffffu, 1); /* its id in its own namespace */
