@@ -6,8 +6,8 @@
  * in /proc: gone, or a zombie (killed, not yet reaped), is dead.
  *
  * A holder of another namespace names a thread id that means nothing here.
- * Only from the initial pid namespace (where mmsrvd runs) is every task of
- * every namespace visible, so only there is it judged: a scan of /proc for
+ * Only from the initial pid namespace, and as root (where mmsrvd runs), is
+ * every task of every namespace visible, so only there is it judged: a scan of /proc for
  * the tasks of that namespace, matching the last field of their NSpid line
  * (a task's id in its own namespace).  A namespace with no task left, or
  * none with that id, means the holder is dead.  The scan costs a walk of
@@ -95,13 +95,14 @@ static bool mm_port__same_ns_dead(uint32_t tid)
     char path[64], buf[512];
     mm_port__proc_path(path, "/proc/", tid, "/stat");
     if (mm_port__read_small(path, buf, sizeof(buf)) < 0) {
-        if (errno == ENOENT && access("/proc/self/stat", F_OK) == 0)
-            return true;
         if (errno == ESRCH)
             return true; /* went away while we looked */
-        /* No /proc here: a signal 0 tells a task that is gone (ESRCH),
-         * though not a zombie from a live one.  A thread id is a pid to
-         * kill(), which would signal its whole process: fine for 0. */
+        /* No such entry: gone, or hidden (no /proc here, or one mounted
+         * with hidepid=2 hides other users' tasks).  A signal 0 tells: a
+         * task that is gone is ESRCH, a hidden one is not (a hidden
+         * zombie then counts as alive: a wait, never a wrong takeover).
+         * A thread id is a pid to kill(), which would signal its whole
+         * process: fine for 0. */
         return kill((pid_t)tid, 0) != 0 && errno == ESRCH;
     }
     /* "pid (comm) S ...": comm may hold anything, so the state follows the
@@ -197,8 +198,10 @@ static int mm_port__has_live_thread(unsigned long pid, uint32_t tid)
 
 static bool mm_port__other_ns_dead(uint32_t tid, uint32_t ns)
 {
-    if (mm_port_pidns() != MM_PORT__INIT_PIDNS)
-        return false; /* that namespace's tasks may be out of sight */
+    /* That namespace's tasks may be out of sight: from a namespace below
+     * the initial one, or, without root, behind /proc's hidepid. */
+    if (mm_port_pidns() != MM_PORT__INIT_PIDNS || geteuid() != 0)
+        return false;
     static uint64_t next_scan;
     uint64_t now = mm_port_now_ms();
     if (now < __atomic_load_n(&next_scan, __ATOMIC_RELAXED))
