@@ -569,6 +569,24 @@ void server_close_all(bool reclaim)
 
 static void server_on_listen(uv_poll_t *h, int status, int events);
 
+/* A connection beyond max_clients gets ResourceUnavailable, as the reply
+ * to whatever it sends first, and is closed: a client then learns why
+ * rather than seeing a reset.  One small message into an empty socket
+ * buffer: the send does not block, and if it fails the close says enough. */
+static void server_refuse(int fd)
+{
+    char reason[64];
+    snprintf(reason, sizeof(reason), "max_clients (%zu) reached", srv_limits.max_clients);
+    size_t len;
+    char *msg = proto_encode_error(
+        PROTO_ERR_RESOURCE_UNAVAILABLE,
+        json_pack("{s:s, s:s}", "resource", "connections", "reason", reason), &len);
+    if (msg != NULL)
+        (void)!send(fd, msg, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    free(msg);
+    close(fd);
+}
+
 static void server_accept_one(int fd)
 {
     struct ucred cred;
@@ -576,7 +594,7 @@ static void server_accept_one(int fd)
 
     if (srv_nconns >= srv_limits.max_clients) {
         log_warn("refuse connection: %zu clients already (max_clients)", srv_nconns);
-        close(fd);
+        server_refuse(fd);
         return;
     }
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {

@@ -65,7 +65,9 @@ int mmsrv__call(struct mmsrv_client *client, const char *method, json_t *params,
 /* The steps of a call, for monitor.c's stream; the caller holds the lock. */
 
 /* Encode and send one call with flags (PROTO_MORE...); params is stolen.
- * 0, -ENOMEM, or the send's -errno (the connection is then broken). */
+ * 0, or a negative errno with the thread's error name set: -ENOMEM, the
+ * send's -errno, or the error of a daemon that refused the connection (the
+ * connection is then broken). */
 int mmsrv__send_call(struct mmsrv_client *client, const char *method, json_t *params,
                      unsigned flags);
 

@@ -235,16 +235,51 @@ static int send_all(struct mmsrv_client *c, const char *buf, size_t len)
     return 0;
 }
 
+/* A daemon that cannot serve a new connection (max_clients) sends one
+ * error reply and closes it, so the first call's send fails while the
+ * reply waits unread: that error (its name set), if it is there; else
+ * -ECONNRESET.  The peer is gone, so no read here waits. */
+static int refusal(struct mmsrv_client *c)
+{
+    int fds[PROTO_MAX_FDS];
+    size_t nfds = 0;
+    const char *msg;
+    size_t len;
+    int err = mmsrv__fail(-ECONNRESET);
+    for (;;) {
+        int rc = proto_reader_next(&c->reader, &msg, &len);
+        if (rc == 1) {
+            struct proto_reply reply;
+            const char *why;
+            if (proto_reply_parse(msg, len, &reply, &why) == 0) {
+                if (reply.error != NULL) {
+                    err = mmsrv__fail_error(reply.error);
+                }
+                proto_reply_release(&reply);
+            }
+            break;
+        }
+        if (rc < 0 || mmsrv__receive(c, fds, &nfds, PROTO_MAX_FDS) <= 0) {
+            break;
+        }
+    }
+    for (size_t i = 0; i < nfds; i++) {
+        close(fds[i]);
+    }
+    return err;
+}
+
 int mmsrv__send_call(struct mmsrv_client *c, const char *method, json_t *params, unsigned flags)
 {
     size_t len;
     char *call = proto_encode_call(method, params, flags, &len);
     if (call == NULL) {
-        return -ENOMEM;
+        return mmsrv__fail(-ENOMEM);
     }
     int rc = send_all(c, call, len);
     free(call);
     if (rc < 0) {
+        rc = rc == -ECONNRESET ? refusal(c) : mmsrv__fail(rc);
         mmsrv__connection_break(c);
     }
     return rc;
@@ -353,7 +388,7 @@ int mmsrv__call(struct mmsrv_client *c, const char *method, json_t *params,
     }
     rc = mmsrv__send_call(c, method, params, 0);
     if (rc < 0) {
-        return mmsrv__fail(rc);
+        return rc; /* its error name is set */
     }
 
     for (;;) {

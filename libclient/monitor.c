@@ -24,15 +24,15 @@ int mmsrv_monitor_start(struct mmsrv_client *client)
     pthread_mutex_lock(&client->lock);
     int rc;
     if (client->monitoring || client->regions != NULL) {
-        rc = -EBUSY;
+        rc = mmsrv__fail(-EBUSY);
     } else if (client->broken) {
-        rc = -ECONNRESET;
+        rc = mmsrv__fail(-ECONNRESET);
     } else {
         rc = mmsrv__send_call(client, PROTO_INTERFACE ".Monitor", NULL, PROTO_MORE);
         client->monitoring = rc == 0;
     }
     pthread_mutex_unlock(&client->lock);
-    return rc < 0 ? mmsrv__fail(rc) : 0;
+    return rc < 0 ? rc : 0; /* the error name is set */
 }
 
 /* The Event type's kinds, as the interface spells them. */

@@ -818,6 +818,40 @@ static void test_scribbled_region_memory(void)
     end();
 }
 
+/* A connection beyond max_clients is told why (ResourceUnavailable naming
+ * the connections), not reset; once a client leaves, the next is served. */
+static int served(void *arg)
+{
+    (void)arg;
+    return it_served(&g_d);
+}
+
+static void test_max_clients_refused_by_name(void)
+{
+    begin_with("{ \"max_clients\": 2 }\n");
+    struct mmsrv_client *c[3];
+    struct mmsrv_region_info *list;
+    for (int i = 0; i < 2; i++) {
+        CU_ASSERT_EQUAL_FATAL(mmsrv_connect(g_d.address, &c[i]), 0);
+        CU_ASSERT_FATAL(mmsrv_list(c[i], &list) >= 0);
+        free(list);
+    }
+    for (int round = 0; round < 3; round++) {
+        CU_ASSERT_EQUAL_FATAL(mmsrv_connect(g_d.address, &c[2]), 0);
+        int rc = mmsrv_list(c[2], &list);
+        const char *name = mmsrv_error_name();
+        if (rc != -EAGAIN)
+            fprintf(stderr, "\n    third client: %d %s\n", rc, name != NULL ? name : "");
+        CU_ASSERT_EQUAL(rc, -EAGAIN);
+        CU_ASSERT(name != NULL && strcmp(name, "io.mmsrvd.ResourceUnavailable") == 0);
+        mmsrv_disconnect(c[2]);
+    }
+    mmsrv_disconnect(c[0]);
+    CU_ASSERT(tu_wait_until(served, NULL, IT_WAIT_MS));
+    mmsrv_disconnect(c[1]);
+    end();
+}
+
 int main(void)
 {
     static const struct tu_test tests[] = {
@@ -835,6 +869,7 @@ int main(void)
         TU_TEST(test_descriptors_sent_to_daemon),
         TU_TEST(test_pipelined_calls),
         TU_TEST(test_scribbled_region_memory),
+        TU_TEST(test_max_clients_refused_by_name),
         TU_END,
     };
     return tu_main("bad_input", tests);
