@@ -115,17 +115,21 @@ static bool mm_port__same_ns_dead(uint32_t tid)
 
 /* ---- A holder of another namespace ----------------------------------------- */
 
-/* How many pid namespaces the NSpid line of a status file lists (1: the
- * task is of the initial namespace); 0 if there is none. */
-static int mm_port__nspid_levels(const char *status)
+/* The NSpid line of a status file: how many pid namespaces it lists (1:
+ * the task is of the initial namespace; 0: no such line) and, in *id, the
+ * last of them, the task's id in its own namespace. */
+static int mm_port__nspid(const char *status, unsigned long *id)
 {
-    const char *ns = strstr(status, "\nNSpid:");
-    if (ns == NULL)
+    const char *p = strstr(status, "\nNSpid:");
+    if (p == NULL)
         return 0;
     int levels = 0;
-    for (const char *p = ns + 7; *p != '\0' && *p != '\n'; p++)
-        if (*p >= '0' && *p <= '9' && (p[-1] < '0' || p[-1] > '9'))
+    for (p += 7; *p != '\0' && *p != '\n'; p++) {
+        if (*p >= '0' && *p <= '9' && (p[-1] < '0' || p[-1] > '9')) {
             levels++;
+            *id = strtoul(p, NULL, 10);
+        }
+    }
     return levels;
 }
 
@@ -146,7 +150,8 @@ static int mm_port__in_ns(unsigned long pid, uint32_t ns)
     mm_port__proc_path(path, "/proc/", pid, "/status");
     if (mm_port__read_small(path, buf, sizeof(buf)) < 0)
         return errno == ENOENT || errno == ESRCH ? 0 : -1;
-    return mm_port__nspid_levels(buf) == 1 ? 0 : -1;
+    unsigned long id;
+    return mm_port__nspid(buf, &id) == 1 ? 0 : -1;
 }
 
 /* Among the threads of process pid: 1 if one is tid of its own namespace
@@ -154,43 +159,31 @@ static int mm_port__in_ns(unsigned long pid, uint32_t ns)
 static int mm_port__has_live_thread(unsigned long pid, uint32_t tid)
 {
     char path[64];
-    mm_port__proc_path(path, "/proc/", pid, "/task");
+    mm_port__proc_path(path, "/proc/", pid, "/task/");
+    size_t dirlen = strlen(path);
     DIR *d = opendir(path);
     if (d == NULL)
         return errno == ENOENT ? 0 : -1;
     int found = 0;
     struct dirent *e;
-    while (found == 0 && (e = readdir(d)) != NULL) {
+    while ((e = readdir(d)) != NULL) {
         char *end;
         unsigned long t = strtoul(e->d_name, &end, 10);
         if (*end != '\0' || e->d_name[0] == '\0')
             continue;
         char spath[96], buf[2048];
-        mm_port__proc_path(path, "/proc/", pid, "/task/");
-        size_t len = strlen(path);
-        memcpy(spath, path, len);
-        mm_port__proc_path(spath + len, "", t, "/status");
-        if (mm_port__read_small(spath, buf, sizeof(buf)) < 0)
-            continue; /* went away */
-        const char *ns = strstr(buf, "\nNSpid:");
-        const char *st = strstr(buf, "\nState:");
-        if (ns == NULL || st == NULL)
-            continue;
-        /* the last number of the NSpid line: the id in its own namespace */
-        const char *eol = strchr(ns + 1, '\n');
-        const char *q = eol != NULL ? eol : ns + strlen(ns);
-        while (q > ns && (q[-1] < '0' || q[-1] > '9'))
-            q--;
-        while (q > ns && q[-1] >= '0' && q[-1] <= '9')
-            q--;
-        if (strtoul(q, NULL, 10) != tid)
-            continue;
+        memcpy(spath, path, dirlen);
+        mm_port__proc_path(spath + dirlen, "", t, "/status");
+        unsigned long id = 0;
+        const char *st;
+        if (mm_port__read_small(spath, buf, sizeof(buf)) < 0 || mm_port__nspid(buf, &id) == 0 ||
+            id != tid || (st = strstr(buf, "\nState:")) == NULL)
+            continue; /* went away, or another thread */
         st += 7;
         while (*st == ' ' || *st == '\t')
             st++;
-        found = *st == 'Z' || *st == 'X' ? 0 : 1;
-        if (found == 0)
-            break; /* that thread, dead */
+        found = *st == 'Z' || *st == 'X' ? 0 : 1; /* that thread: dead or alive */
+        break;
     }
     closedir(d);
     return found;

@@ -92,6 +92,16 @@ static void test_processes_exclude_each_other(void)
     shared_free(g);
 }
 
+/* In a forked child: take the lock, write the result to fd, and wait to be
+ * killed. */
+static _Noreturn void hold_until_killed(struct guarded *g, int fd)
+{
+    int r = mm_port_lock(&g->lock);
+    (void)!write(fd, &r, sizeof r);
+    for (;;)
+        pause();
+}
+
 /* A child that takes the lock, says so, and waits to be killed. */
 static pid_t holder_child(struct guarded *g)
 {
@@ -101,10 +111,7 @@ static pid_t holder_child(struct guarded *g)
     CU_ASSERT_FATAL(pid >= 0);
     if (pid == 0) {
         close(pfd[0]);
-        int r = mm_port_lock(&g->lock);
-        (void)!write(pfd[1], &r, sizeof r);
-        for (;;)
-            pause();
+        hold_until_killed(g, pfd[1]);
     }
     close(pfd[1]);
     int r = -1;
@@ -242,12 +249,8 @@ static void test_holder_in_another_namespace(void)
         if (unshare(CLONE_NEWPID) != 0 || pipe(hfd) != 0)
             _exit(2);
         pid_t holder = fork();
-        if (holder == 0) {
-            int r = mm_port_lock(&g->lock); /* as pid 1 of the new namespace */
-            (void)!write(hfd[1], &r, sizeof r);
-            for (;;)
-                pause();
-        }
+        if (holder == 0)
+            hold_until_killed(g, hfd[1]); /* as pid 1 of the new namespace */
         int r = -1;
         if (holder < 0 || tu_read_full(hfd[0], &r, sizeof r, 10000) != (long)sizeof r)
             _exit(3);
